@@ -1,0 +1,136 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// Strict Swift 6 everywhere; `ExistentialAny` keeps protocol seams visible at use sites.
+let swiftSettings: [SwiftSetting] = [
+  .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+  name: "OneWindow",
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "onewindow", targets: ["onewindow"]),
+    .executable(name: "owctl", targets: ["owctl"]),
+    .executable(name: "owbench", targets: ["owbench"]),
+    .library(name: "OneWindowClient", targets: ["OneWindowClient"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+    .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+    .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+  ],
+  targets: [
+    // Generated protobuf messages and gRPC stubs (Tools/generate-protos); committed, never built by a plugin.
+    .target(
+      name: "OneWindowAPI",
+      dependencies: [
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // Pure domain rules and value types: no I/O, no gRPC, no SQL.
+    .target(
+      name: "OneWindowCore",
+      dependencies: [
+        .product(name: "Crypto", package: "swift-crypto"),
+        .product(name: "_CryptoExtras", package: "swift-crypto"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // Persistence behind protocols; the default implementation is SQLite through GRDB.
+    .target(
+      name: "OneWindowStore",
+      dependencies: [
+        "OneWindowCore",
+        .product(name: "GRDB", package: "GRDB.swift"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // gRPC services, interceptors, configuration and the server's lifecycle.
+    .target(
+      name: "OneWindowServer",
+      dependencies: [
+        "OneWindowAPI", "OneWindowCore", "OneWindowStore",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+        .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      resources: [.copy("Resources/demo-catalog.json")],
+      swiftSettings: swiftSettings
+    ),
+    // Client-side helpers shared by owctl, owbench and the tests: connection, credentials.
+    .target(
+      name: "OneWindowClient",
+      dependencies: [
+        "OneWindowAPI",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .executableTarget(
+      name: "onewindow",
+      dependencies: [
+        "OneWindowServer", "OneWindowStore", "OneWindowCore",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .executableTarget(
+      name: "owctl",
+      dependencies: [
+        "OneWindowClient", "OneWindowAPI",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Yams", package: "Yams"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .executableTarget(
+      name: "owbench",
+      dependencies: [
+        "OneWindowClient", "OneWindowAPI",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "OneWindowCoreTests",
+      dependencies: ["OneWindowCore"],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "OneWindowStoreTests",
+      dependencies: ["OneWindowStore", "OneWindowCore"],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "OneWindowServerTests",
+      dependencies: [
+        "OneWindowServer", "OneWindowClient", "OneWindowAPI", "OneWindowStore", "OneWindowCore",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+  ]
+)

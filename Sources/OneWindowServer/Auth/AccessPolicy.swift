@@ -1,0 +1,60 @@
+import GRPCCore
+import OneWindowAPI
+import OneWindowCore
+
+/// Who may call an RPC. Checked by `AuthInterceptor` before any handler runs.
+public enum Access: Sendable, Equatable {
+  /// No login needed (a valid token, if sent, is still resolved).
+  case `public`
+  /// Any logged-in account.
+  case authenticated
+  /// Logged in with one of these roles.
+  case roles(Set<Role>)
+}
+
+/// The one place that says which RPCs are public and which roles may call the rest. A method
+/// missing from this table is refused for everyone (secure by default); a test checks that every
+/// registered method is listed. Ownership (a citizen only sees their own data) is checked in the
+/// services, since it depends on the data.
+public enum AccessPolicy {
+  typealias Identity = Onewindow_V1_IdentityService.Method
+  typealias Catalog = Onewindow_V1_CatalogService.Method
+  typealias Health = Grpc_Health_V1_Health.Method
+
+  static let admin: Access = .roles([.admin])
+
+  public static let table: [String: Access] = {
+    var t: [MethodDescriptor: Access] = [
+      Health.Check.descriptor: .public,
+      Health.Watch.descriptor: .public,
+
+      Identity.RegisterCitizen.descriptor: .public,
+      Identity.RegisterEnterprise.descriptor: .roles([.citizen]),
+      Identity.RequestLoginCode.descriptor: .public,
+      Identity.LoginWithCode.descriptor: .public,
+      Identity.LoginWithPassword.descriptor: .public,
+      Identity.Refresh.descriptor: .public,
+      Identity.Logout.descriptor: .authenticated,
+      Identity.WhoAmI.descriptor: .authenticated,
+      Identity.ChangePassword.descriptor: .authenticated,
+      Identity.VerifyIdentity.descriptor: admin,
+      Identity.CreateStaffAccount.descriptor: admin,
+      Identity.GetAccount.descriptor: .authenticated,
+
+      Catalog.ListDepartments.descriptor: .public,
+      Catalog.UpsertDepartment.descriptor: admin,
+      Catalog.ListItems.descriptor: .public,
+      Catalog.GetItem.descriptor: .public,
+      Catalog.SearchItems.descriptor: .public,
+      Catalog.CreateItem.descriptor: admin,
+      Catalog.UpdateItem.descriptor: admin,
+      Catalog.PublishItem.descriptor: admin,
+      Catalog.WithdrawItem.descriptor: admin,
+    ]
+    return Dictionary(uniqueKeysWithValues: t.map { ($0.key.fullyQualifiedMethod, $0.value) })
+  }()
+
+  public static func access(for method: MethodDescriptor) -> Access? {
+    table[method.fullyQualifiedMethod]
+  }
+}

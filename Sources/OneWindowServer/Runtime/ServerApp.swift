@@ -1,0 +1,142 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import OneWindowAPI
+import OneWindowCore
+import OneWindowStore
+import ServiceLifecycle
+
+/// The composition root: wires the store, adapters, services and interceptors into a gRPC
+/// server on the HTTP/2 Posix transport.
+public final class ServerApp: Sendable {
+  public let config: ServerConfig
+  public let store: any Store
+  public let health: HealthService
+  let server: GRPCServer<HTTP2ServerTransport.Posix>
+  let transport: HTTP2ServerTransport.Posix
+  let logger: Logger
+
+  /// Builds the server and loads the published catalog. Does not start listening.
+  public static func make(
+    config: ServerConfig, store: any Store, clock: any WallClock = SystemClock(), logger: Logger,
+    codeSender: (any LoginCodeSender)? = nil, registry: any IdentityRegistry = SimulatedPopulationRegistry()
+  ) async throws -> ServerApp {
+    try config.validate()
+    let published = PublishedCatalog(store: store.catalog)
+    try await published.reload()
+    return try ServerApp(
+      config: config, store: store, published: published, clock: clock, logger: logger,
+      codeSender: codeSender ?? DevelopmentCodeSender(outbox: store.outbox, clock: clock, logger: logger),
+      registry: registry)
+  }
+
+  private init(
+    config: ServerConfig, store: any Store, published: PublishedCatalog, clock: any WallClock, logger: Logger,
+    codeSender: any LoginCodeSender, registry: any IdentityRegistry
+  ) throws {
+    self.config = config
+    self.store = store
+    self.logger = logger
+    let identity = IdentityService(
+      store: store.identity, catalog: store.catalog, codeSender: codeSender, registry: registry, clock: clock, logger: logger)
+    let catalog = CatalogService(store: store.catalog, published: published, clock: clock, logger: logger)
+    let health = HealthService(services: [
+      Onewindow_V1_IdentityService.descriptor.fullyQualifiedService,
+      Onewindow_V1_CatalogService.descriptor.fullyQualifiedService,
+    ])
+    self.health = health
+    transport = HTTP2ServerTransport.Posix(
+      address: Self.address(host: config.host, port: config.port),
+      transportSecurity: try Self.security(config),
+      config: .defaults { c in
+        c.compression.enabledAlgorithms = [.gzip, .deflate]
+        c.rpc.maxRequestPayloadSize = config.maxMessageBytes
+        c.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .seconds(30), allowWithoutCalls: true)
+        c.connection.maxIdleTime = .seconds(30 * 60)
+        c.http2.maxConcurrentStreams = 256
+      })
+    server = GRPCServer(
+      transport: transport,
+      services: [health, identity, catalog],
+      interceptors: [StatusInterceptor(logger: logger), AuthInterceptor(identity: store.identity, clock: clock)])
+  }
+
+  static func address(host: String, port: Int) -> GRPCNIOTransportCore.SocketAddress {
+    if host == "localhost" { return .ipv4(host: "127.0.0.1", port: port) }
+    if host.contains(":") { return .ipv6(host: host.trimmingCharacters(in: ["[", "]"]), port: port) }
+    return .ipv4(host: host, port: port)
+  }
+
+  static func security(_ config: ServerConfig) throws -> HTTP2ServerTransport.Posix.TransportSecurity {
+    guard let cert = config.tlsCertificatePath, let key = config.tlsKeyPath else { return .plaintext }
+    return .tls(certificateChain: [.file(path: cert, format: .pem)], privateKey: .file(path: key, format: .pem))
+  }
+
+  /// The bound port (useful with port 0). Waits until the server is listening.
+  public func listeningPort() async throws -> Int {
+    let address = try await transport.listeningAddress
+    guard let port = address.ipv4?.port ?? address.ipv6?.port else {
+      throw RPCError(code: .internalError, message: "server is not listening on an IP address")
+    }
+    return port
+  }
+
+  /// Serves until `beginGracefulShutdown()`; in-flight RPCs finish first.
+  public func serve() async throws {
+    try await server.serve()
+  }
+
+  public func beginGracefulShutdown() {
+    health.shutDown()
+    server.beginGracefulShutdown()
+  }
+
+  /// Serves until SIGINT or SIGTERM, then drains in-flight calls and closes the database.
+  public func runUntilSignalled() async throws {
+    let group = ServiceGroup(
+      services: [GRPCServerService(app: self), HousekeepingService(store: store.identity, logger: logger)],
+      gracefulShutdownSignals: [.sigterm, .sigint],
+      logger: logger)
+    try await group.run()
+    try await store.close()
+    logger.info("stopped; database closed")
+  }
+}
+
+/// Runs the gRPC server as a ServiceLifecycle service (grpc-swift-extras' glue is not available
+/// here, and a wrapper avoids a retroactive conformance).
+struct GRPCServerService: Service {
+  let app: ServerApp
+
+  func run() async throws {
+    try await withGracefulShutdownHandler {
+      try await app.serve()
+    } onGracefulShutdown: {
+      app.logger.info("shutting down: finishing in-flight calls")
+      app.beginGracefulShutdown()
+    }
+  }
+}
+
+/// Hourly removal of expired tokens and login codes.
+struct HousekeepingService: Service {
+  let store: any IdentityStore
+  let logger: Logger
+  var interval: Duration = .seconds(3600)
+
+  func run() async throws {
+    await cancelWhenGracefulShutdown {
+      while !Task.isCancelled {
+        do {
+          let removed = try await store.purgeExpired(now: SystemClock().now())
+          if removed > 0 { logger.info("housekeeping: removed expired credentials", metadata: ["rows": "\(removed)"]) }
+        } catch is CancellationError {
+          return
+        } catch {
+          logger.error("housekeeping failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+        }
+        try? await Task.sleep(for: interval)
+      }
+    }
+  }
+}

@@ -1,0 +1,48 @@
+import Logging
+
+/// How `onewindow serve` runs. Every field has a flag and an environment variable (see README).
+public struct ServerConfig: Sendable {
+  public var host = "127.0.0.1"
+  /// 0 picks a free port (tests).
+  public var port = 50051
+  public var dataDirectory = "./onewindow-data"
+  public var tlsCertificatePath: String?
+  public var tlsKeyPath: String?
+  /// Allow plaintext on a non-loopback address (behind a TLS-terminating proxy only).
+  public var allowInsecure = false
+  /// Largest request message accepted, in bytes.
+  public var maxMessageBytes = 4 * 1024 * 1024
+  public var logLevel: Logger.Level = .info
+
+  public init() {}
+
+  public var usesTLS: Bool { tlsCertificatePath != nil }
+
+  public enum ConfigError: Error, CustomStringConvertible {
+    case insecureNonLoopback(String)
+    case incompleteTLS
+    case badPort(Int)
+    case badMessageSize(Int)
+
+    public var description: String {
+      switch self {
+      case .insecureNonLoopback(let host):
+        "refusing to serve plaintext on non-loopback address \(host): pass --tls-cert and --tls-key, or --insecure if a TLS proxy sits in front"
+      case .incompleteTLS: "--tls-cert and --tls-key must be given together"
+      case .badPort(let p): "port \(p) is outside 0–65535"
+      case .badMessageSize(let n): "max message size \(n) must be between 64 KiB and 64 MiB"
+      }
+    }
+  }
+
+  public func validate() throws(ConfigError) {
+    guard (0...65535).contains(port) else { throw .badPort(port) }
+    guard (64 * 1024...64 * 1024 * 1024).contains(maxMessageBytes) else { throw .badMessageSize(maxMessageBytes) }
+    guard (tlsCertificatePath == nil) == (tlsKeyPath == nil) else { throw .incompleteTLS }
+    if !usesTLS && !allowInsecure && !Self.isLoopback(host) { throw .insecureNonLoopback(host) }
+  }
+
+  public static func isLoopback(_ host: String) -> Bool {
+    host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
+  }
+}

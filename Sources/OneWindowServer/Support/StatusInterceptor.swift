@@ -1,0 +1,84 @@
+import GRPCCore
+import Logging
+import OneWindowCore
+import OneWindowStore
+
+/// Outermost interceptor: turns domain errors into gRPC statuses with actionable messages, and
+/// logs one line per RPC (method, status, duration; never payloads or metadata, which may carry
+/// personal data or credentials). An unexpected error becomes INTERNAL with a reference id that
+/// matches the log line, so details never leak to callers.
+struct StatusInterceptor: ServerInterceptor {
+  let logger: Logger
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+  ) async throws -> StreamingServerResponse<Output> {
+    let start = ContinuousClock.now
+    let method = context.descriptor.fullyQualifiedMethod
+    let logger = self.logger
+    @Sendable func finish(_ error: (any Error)?) -> (any Error)? {
+      let mapped = error.map { Self.map($0, method: method, logger: logger) }
+      if logger.logLevel <= .debug {
+        let ms = Double((ContinuousClock.now - start).components.attoseconds) / 1e15
+          + Double((ContinuousClock.now - start).components.seconds) * 1000
+        logger.debug("rpc", metadata: [
+          "method": "\(method)", "code": "\(mapped.map { ($0 as? RPCError)?.code.description ?? "unknown" } ?? "ok")",
+          "ms": "\(Int(ms))",
+        ])
+      }
+      return mapped
+    }
+    var response: StreamingServerResponse<Output>
+    do {
+      response = try await next(request, context)
+    } catch {
+      throw finish(error) ?? error
+    }
+    switch response.accepted {
+    case .success(var contents):
+      let producer = contents.producer
+      contents.producer = { writer in
+        do {
+          let trailers = try await producer(writer)
+          _ = finish(nil)
+          return trailers
+        } catch {
+          throw finish(error) ?? error
+        }
+      }
+      response.accepted = .success(contents)
+    case .failure(let error):
+      response.accepted = .failure((finish(error) as? RPCError) ?? error)
+    }
+    return response
+  }
+
+  static func map(_ error: any Error, method: String, logger: Logger) -> any Error {
+    switch error {
+    case let e as RPCError:
+      return e
+    case let e as ValidationError:
+      return RPCError(code: .invalidArgument, message: e.description)
+    case let e as StoreError:
+      switch e {
+      case .notFound(let what): return RPCError(code: .notFound, message: "\(what) not found")
+      case .alreadyExists(let field): return RPCError(code: .alreadyExists, message: "\(field): already registered")
+      case .versionConflict(let current):
+        return RPCError(
+          code: .aborted, message: "version conflict: the item is now at version \(current); re-read it and retry",
+          metadata: ["current-version": "\(current)"])
+      case .failedPrecondition(let why): return RPCError(code: .failedPrecondition, message: why)
+      }
+    case is CancellationError:
+      return RPCError(code: .cancelled, message: "the call was cancelled")
+    default:
+      let reference = ULID.make()
+      logger.error("unexpected error", metadata: [
+        "method": "\(method)", "reference": "\(reference)", "error": "\(String(reflecting: type(of: error)))",
+      ])
+      return RPCError(code: .internalError, message: "internal error (reference \(reference)); the operators have the details")
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import Foundation
+import GRDB
+import OneWindowCore
+
+/// The embedded default: one SQLite file in WAL mode behind a GRDB `DatabasePool` (one writer,
+/// concurrent readers). Open one per database file and share it.
+public final class SQLiteStore: Store {
+  public let pool: DatabasePool
+  public let identity: any IdentityStore
+  public let catalog: any CatalogStore
+  public let outbox: any OutboxStore
+
+  /// Opens (creating if needed) and migrates the database at `path`.
+  public init(path: String) throws {
+    var config = Configuration()
+    config.busyMode = .timeout(5)
+    config.maximumReaderCount = max(2, ProcessInfo.processInfo.activeProcessorCount * 2)
+    config.prepareDatabase { db in
+      try db.execute(sql: "PRAGMA foreign_keys = ON")
+      try db.execute(sql: "PRAGMA temp_store = MEMORY")
+    }
+    pool = try DatabasePool(path: path, configuration: config)
+    try Migrations.migrator.migrate(pool)
+    identity = SQLiteIdentityStore(pool: pool)
+    catalog = SQLiteCatalogStore(pool: pool)
+    outbox = SQLiteOutboxStore(pool: pool)
+  }
+
+  /// Opens `onewindow.sqlite` inside `directory`, creating the directory (mode 0700) if needed.
+  public convenience init(directory: String) throws {
+    try FileManager.default.createDirectory(
+      atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    try self.init(path: (directory as NSString).appendingPathComponent("onewindow.sqlite"))
+  }
+
+  public func close() async throws {
+    // Fold the WAL back into the main file so the database is one self-contained file at rest.
+    _ = try? await pool.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)") }
+    try pool.close()
+  }
+
+  /// Applied migration identifiers, oldest first (for `onewindow migrate`).
+  public func appliedMigrations() throws -> [String] {
+    try pool.read { db in try Migrations.migrator.appliedMigrations(db) }
+  }
+}
+
+/// Times are stored as integer milliseconds since the Unix epoch (portable to PostgreSQL BIGINT).
+enum SQLTime {
+  static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
+  static func date(_ ms: Int64) -> Date { Date(timeIntervalSince1970: Double(ms) / 1000) }
+  static func date(_ ms: Int64?) -> Date? { ms.map { date($0) } }
+}
+
+extension DatabaseError {
+  /// For a UNIQUE violation, the violated column ("UNIQUE constraint failed: accounts.phone" → "phone").
+  var uniqueViolationColumn: String? {
+    guard extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE || extendedResultCode == .SQLITE_CONSTRAINT_PRIMARYKEY,
+          let message, let range = message.range(of: "failed: ")
+    else { return nil }
+    let columns = message[range.upperBound...].split(separator: ",").first ?? ""
+    return columns.split(separator: ".").last.map { String($0).trimmingCharacters(in: .whitespaces) }
+  }
+}

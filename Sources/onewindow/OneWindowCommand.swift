@@ -1,0 +1,213 @@
+import ArgumentParser
+import Foundation
+import Logging
+import OneWindowCore
+import OneWindowServer
+import OneWindowStore
+
+@main
+struct OneWindowCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "onewindow",
+    abstract: "OneWindow 一网通办 government services backend.",
+    subcommands: [Serve.self, Migrate.self, SeedDemo.self, Admin.self],
+    defaultSubcommand: Serve.self)
+}
+
+/// Options shared by every command that opens the database.
+struct DataOptions: ParsableArguments {
+  @Option(name: .customLong("data-dir"), help: "Directory holding onewindow.sqlite. [env: ONEWINDOW_DATA_DIR] (default: ./onewindow-data)")
+  var dataDirectory: String?
+
+  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env: ONEWINDOW_LOG_LEVEL] (default: info)")
+  var logLevel: String?
+
+  var resolvedDataDirectory: String {
+    dataDirectory ?? Environment.value("ONEWINDOW_DATA_DIR") ?? ServerConfig().dataDirectory
+  }
+
+  func makeLogger(label: String = "onewindow") throws -> Logger {
+    let raw = logLevel ?? Environment.value("ONEWINDOW_LOG_LEVEL") ?? "info"
+    guard let level = Logger.Level(rawValue: raw) else { throw ValidationError("unknown log level '\(raw)'") }
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: label)
+    logger.logLevel = level
+    return logger
+  }
+
+  func openStore() throws -> SQLiteStore {
+    try SQLiteStore(directory: resolvedDataDirectory)
+  }
+}
+
+enum Environment {
+  static func value(_ name: String) -> String? {
+    guard let v = ProcessInfo.processInfo.environment[name], !v.isEmpty else { return nil }
+    return v
+  }
+}
+
+struct Serve: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Run the gRPC server (creates and migrates the database on first start).")
+
+  @OptionGroup var data: DataOptions
+
+  @Option(help: "Address to listen on. [env: ONEWINDOW_HOST] (default: 127.0.0.1)")
+  var host: String?
+
+  @Option(help: "Port to listen on; 0 picks a free one. [env: ONEWINDOW_PORT] (default: 50051)")
+  var port: Int?
+
+  @Option(help: "PEM certificate chain for TLS. [env: ONEWINDOW_TLS_CERT]")
+  var tlsCert: String?
+
+  @Option(help: "PEM private key for TLS. [env: ONEWINDOW_TLS_KEY]")
+  var tlsKey: String?
+
+  @Flag(help: "Allow plaintext on a non-loopback address (only behind a TLS-terminating proxy).")
+  var insecure = false
+
+  @Option(help: "Largest accepted request message in bytes. [env: ONEWINDOW_MAX_MESSAGE_BYTES] (default: 4194304)")
+  var maxMessageBytes: Int?
+
+  @Flag(help: "Load the demo catalog and demo accounts into an empty database and print their passwords.")
+  var demo = false
+
+  func run() async throws {
+    var config = ServerConfig()
+    config.host = host ?? Environment.value("ONEWINDOW_HOST") ?? config.host
+    if let p = port ?? Environment.value("ONEWINDOW_PORT").flatMap(Int.init) { config.port = p }
+    config.dataDirectory = data.resolvedDataDirectory
+    config.tlsCertificatePath = tlsCert ?? Environment.value("ONEWINDOW_TLS_CERT")
+    config.tlsKeyPath = tlsKey ?? Environment.value("ONEWINDOW_TLS_KEY")
+    config.allowInsecure = insecure
+    if let m = maxMessageBytes ?? Environment.value("ONEWINDOW_MAX_MESSAGE_BYTES").flatMap(Int.init) { config.maxMessageBytes = m }
+    do { try config.validate() } catch { throw ValidationError(error.description) }
+
+    let logger = try data.makeLogger()
+    let store = try data.openStore()
+    if demo {
+      let result = try await DemoData.seed(into: store)
+      printDemo(result, config: config)
+    }
+    let app = try await ServerApp.make(config: config, store: store, logger: logger)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await app.runUntilSignalled() }
+      let port = try await app.listeningPort()
+      logger.notice("serving", metadata: [
+        "address": "\(config.host):\(port)", "tls": "\(config.usesTLS)", "data-dir": "\(config.dataDirectory)",
+      ])
+      try await group.waitForAll()
+    }
+  }
+
+  /// Written straight to the stdout file descriptor: `print` is buffered when stdout is a pipe,
+  /// and the server may run for a long time before the buffer would be flushed.
+  func printDemo(_ result: DemoData.SeedResult, config: ServerConfig) {
+    var out = ""
+    func print(_ line: String = "") { out += line + "\n" }
+    defer { FileHandle.standardOutput.write(Data(out.utf8)) }
+    print("Demo catalog: \(result.departments) departments, \(result.itemsCreated) new items published.")
+    guard !result.credentials.isEmpty else {
+      print("Demo accounts already exist (their passwords were printed when they were created).")
+      return
+    }
+    print("Demo accounts (passwords are shown only now):")
+    for c in result.credentials {
+      print("  \(c.role.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0)) login \(c.login.padding(toLength: 20, withPad: " ", startingAt: 0)) password \(c.password)   \(c.displayName) (\(c.note))")
+    }
+    let server = "\(config.host):\(config.port)"
+    if let admin = result.credentials.first(where: { $0.role == .admin }) {
+      print("""
+
+        Try it with owctl (another terminal):
+          swift run owctl --server \(server) health
+          swift run owctl --server \(server) catalog search 身份证
+          swift run owctl --server \(server) login --user admin --password '\(admin.password)'
+          swift run owctl --server \(server) whoami
+        Citizens can also log in by SMS code: `owctl login --phone 13800000001`; in development the
+        code is printed in this server's log and kept in the outbox table.
+        """)
+    }
+  }
+}
+
+struct Migrate: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(abstract: "Create or migrate the database, then exit.")
+
+  @OptionGroup var data: DataOptions
+
+  func run() async throws {
+    let store = try data.openStore()
+    let applied = try store.appliedMigrations()
+    print("database \(data.resolvedDataDirectory)/onewindow.sqlite is at schema \(applied.last ?? "none") (\(applied.count) migrations applied)")
+    try await store.close()
+  }
+}
+
+struct SeedDemo: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "seed-demo", abstract: "Load the demo catalog and demo accounts (existing items and accounts are kept).")
+
+  @OptionGroup var data: DataOptions
+
+  func run() async throws {
+    let store = try data.openStore()
+    let result = try await DemoData.seed(into: store)
+    try await store.close()
+    print("\(result.departments) departments, \(result.itemsCreated) new items published.")
+    for c in result.credentials {
+      print("\(c.role.rawValue)\t\(c.login)\t\(c.password)\t\(c.displayName)")
+    }
+    if result.credentials.isEmpty { print("Demo accounts already existed; none created.") }
+  }
+}
+
+struct Admin: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Offline administration on the database (use when no administrator exists yet).",
+    subcommands: [CreateUser.self])
+
+  struct CreateUser: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      commandName: "create-user", abstract: "Create an administrator or caseworker account; prints a generated password if none is given.")
+
+    @OptionGroup var data: DataOptions
+
+    @Option(help: "admin or caseworker.")
+    var role: String
+
+    @Option(help: "Login username: 3–32 of a-z 0-9 . _ -, starting with a letter.")
+    var username: String
+
+    @Option(help: "Display name (defaults to the username).")
+    var name: String?
+
+    @Option(help: "Department code (required for caseworkers).")
+    var department: String = ""
+
+    @Flag(help: "Read the password from standard input instead of generating one.")
+    var passwordStdin = false
+
+    func run() async throws {
+      guard let role = Role(rawValue: role), role.isStaff else { throw ValidationError("--role must be admin or caseworker") }
+      var password = ""
+      if passwordStdin { password = readLine(strippingNewline: true) ?? "" }
+      let store = try data.openStore()
+      do {
+        let created = try await StaffAccounts.create(
+          role: role, username: username, displayName: name ?? username, departmentCode: department, password: password,
+          store: store.identity, catalog: store.catalog, now: Date())
+        try await store.close()
+        print("created \(role.rawValue) \(created.account.username ?? "") (id \(created.account.id))")
+        if let generated = created.generatedPassword { print("password: \(generated)   (shown once; change it with owctl passwd)") }
+      } catch let error as OneWindowCore.ValidationError {
+        try? await store.close()
+        throw ValidationError(error.description)
+      } catch let error as StoreError {
+        try? await store.close()
+        throw ValidationError("\(error)")
+      }
+    }
+  }
+}
