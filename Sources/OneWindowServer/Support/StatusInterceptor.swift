@@ -58,6 +58,9 @@ struct StatusInterceptor: ServerInterceptor {
   static func map(_ error: any Error, method: String, logger: Logger) -> any Error {
     switch error {
     case let e as RPCError:
+      // GRPCCore's interceptor chain wraps an error thrown by an inner layer (the handler, or a
+      // later interceptor) as UNKNOWN with the original as its cause: map the original.
+      if e.code == .unknown, let cause = e.cause { return map(cause, method: method, logger: logger) }
       return e
     case let e as ValidationError:
       return RPCError(code: .invalidArgument, message: e.description)

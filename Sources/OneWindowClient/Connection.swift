@@ -1,0 +1,125 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import OneWindowAPI
+
+/// Where and how to reach a OneWindow server.
+public struct ConnectionOptions: Sendable {
+  public var host: String
+  public var port: Int
+  /// Use TLS (verify the server against the system roots, or `caCertificatePath`).
+  public var tls: Bool
+  /// PEM file of the CA (or self-signed certificate) to trust instead of the system roots.
+  public var caCertificatePath: String?
+  /// Compress requests with gzip (the server always accepts gzip and deflate).
+  public var gzip: Bool
+
+  public init(host: String = "127.0.0.1", port: Int = 50051, tls: Bool = false, caCertificatePath: String? = nil, gzip: Bool = false) {
+    self.host = host
+    self.port = port
+    self.tls = tls
+    self.caCertificatePath = caCertificatePath
+    self.gzip = gzip
+  }
+
+  /// Parses `host:port`, `[v6]:port` or `host` (port 50051).
+  public init(server: String, tls: Bool = false, caCertificatePath: String? = nil, gzip: Bool = false) throws(ConnectionError) {
+    var host = server
+    var port = 50051
+    if server.hasPrefix("["), let close = server.firstIndex(of: "]") {
+      host = String(server[server.index(after: server.startIndex)..<close])
+      let rest = server[server.index(after: close)...]
+      if rest.hasPrefix(":") {
+        guard let p = Int(rest.dropFirst()) else { throw .badAddress(server) }
+        port = p
+      }
+    } else if let colon = server.lastIndex(of: ":") {
+      host = String(server[..<colon])
+      guard let p = Int(server[server.index(after: colon)...]) else { throw .badAddress(server) }
+      port = p
+    }
+    guard !host.isEmpty, (1...65535).contains(port) else { throw .badAddress(server) }
+    self.init(host: host, port: port, tls: tls, caCertificatePath: caCertificatePath, gzip: gzip)
+  }
+
+  public var display: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+  public func makeTransport() throws -> HTTP2ClientTransport.Posix {
+    let target: any ResolvableTarget =
+      host.contains(":") ? .ipv6(address: host, port: port)
+      : host.allSatisfy({ $0.isNumber || $0 == "." }) ? .ipv4(address: host, port: port) : .dns(host: host, port: port)
+    let security: HTTP2ClientTransport.Posix.TransportSecurity
+    if tls {
+      let ca = caCertificatePath
+      security = .tls { config in
+        if let ca { config.trustRoots = .certificates([.file(path: ca, format: .pem)]) }
+      }
+    } else {
+      security = .plaintext
+    }
+    let gzip = self.gzip
+    return try HTTP2ClientTransport.Posix(
+      target: target, transportSecurity: security,
+      config: .defaults { config in
+        config.compression.enabledAlgorithms = [.gzip, .deflate]
+        if gzip { config.compression.algorithm = .gzip }
+      })
+  }
+}
+
+public enum ConnectionError: Error, CustomStringConvertible {
+  case badAddress(String)
+
+  public var description: String {
+    switch self {
+    case .badAddress(let s): "server address '\(s)' is not host:port"
+    }
+  }
+}
+
+/// Typed clients for every OneWindow service over one HTTP/2 connection.
+public struct OneWindowClients: Sendable {
+  public let grpc: GRPCClient<HTTP2ClientTransport.Posix>
+  public var identity: Onewindow_V1_IdentityService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+  public var catalog: Onewindow_V1_CatalogService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+  public var health: Grpc_Health_V1_Health.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+
+  /// Connects, runs `body`, then closes the connection gracefully.
+  public static func with<T: Sendable>(
+    _ options: ConnectionOptions, _ body: (OneWindowClients) async throws -> T
+  ) async throws -> T {
+    try await withGRPCClient(transport: options.makeTransport()) { grpc in
+      try await body(OneWindowClients(grpc: grpc))
+    }
+  }
+}
+
+/// Per-call metadata carrying a bearer token.
+public func bearer(_ token: String?) -> Metadata {
+  guard let token, !token.isEmpty else { return [:] }
+  return ["authorization": "Bearer \(token)"]
+}
+
+extension RPCError.Code {
+  /// The canonical gRPC name, e.g. `PERMISSION_DENIED`.
+  public var canonicalName: String {
+    switch self {
+    case .cancelled: "CANCELLED"
+    case .unknown: "UNKNOWN"
+    case .invalidArgument: "INVALID_ARGUMENT"
+    case .deadlineExceeded: "DEADLINE_EXCEEDED"
+    case .notFound: "NOT_FOUND"
+    case .alreadyExists: "ALREADY_EXISTS"
+    case .permissionDenied: "PERMISSION_DENIED"
+    case .resourceExhausted: "RESOURCE_EXHAUSTED"
+    case .failedPrecondition: "FAILED_PRECONDITION"
+    case .aborted: "ABORTED"
+    case .outOfRange: "OUT_OF_RANGE"
+    case .unimplemented: "UNIMPLEMENTED"
+    case .internalError: "INTERNAL"
+    case .unavailable: "UNAVAILABLE"
+    case .dataLoss: "DATA_LOSS"
+    case .unauthenticated: "UNAUTHENTICATED"
+    default: "CODE_\(rawValue)"
+    }
+  }
+}

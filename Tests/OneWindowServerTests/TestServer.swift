@@ -1,0 +1,117 @@
+import Foundation
+import GRDB
+import Testing
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Logging
+import OneWindowAPI
+import OneWindowClient
+import OneWindowCore
+import OneWindowServer
+import OneWindowStore
+import Synchronization
+
+/// A clock tests move by hand (token and code expiry) instead of sleeping.
+final class ManualClock: WallClock {
+  private let current: Mutex<Date>
+  init(_ start: Date = Date()) { current = Mutex(start) }
+  func now() -> Date { current.withLock { $0 } }
+  func advance(by seconds: TimeInterval) { current.withLock { $0 = $0.addingTimeInterval(seconds) } }
+}
+
+/// One real server on an ephemeral loopback port with its own temporary database, and a
+/// client connected to it through the generated stubs.
+struct TestEnvironment: Sendable {
+  let clients: OneWindowClients
+  let store: SQLiteStore
+  let port: Int
+  let clock: ManualClock
+
+  var identity: Onewindow_V1_IdentityService.Client<HTTP2ClientTransport.Posix> { clients.identity }
+  var catalog: Onewindow_V1_CatalogService.Client<HTTP2ClientTransport.Posix> { clients.catalog }
+  var health: Grpc_Health_V1_Health.Client<HTTP2ClientTransport.Posix> { clients.health }
+
+  static func run<T: Sendable>(
+    configure: (inout ServerConfig) -> Void = { _ in },
+    _ body: (TestEnvironment) async throws -> T
+  ) async throws -> T {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-e2e-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let store = try SQLiteStore(directory: dir)
+    var config = ServerConfig()
+    config.port = 0
+    config.dataDirectory = dir
+    configure(&config)
+    var logger = Logger(label: "onewindow-test")
+    logger.logLevel = .warning
+    let clock = ManualClock()
+    let app = try await ServerApp.make(config: config, store: store, clock: clock, logger: logger)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+      group.addTask { try await app.serve() }
+      do {
+        let port = try await app.listeningPort()
+        let result = try await OneWindowClients.with(ConnectionOptions(host: "127.0.0.1", port: port)) { clients in
+          try await body(TestEnvironment(clients: clients, store: store, port: port, clock: clock))
+        }
+        app.beginGracefulShutdown()
+        try await group.waitForAll()
+        try await store.close()
+        return result
+      } catch {
+        app.beginGracefulShutdown()
+        try? await group.waitForAll()
+        try? await store.close()
+        throw error
+      }
+    }
+  }
+
+  // MARK: - Helpers
+
+  /// Registers a citizen with a password and logs in.
+  func citizenSession(phone: String = "13900000001", idNumber: String = "11010519491231002X", password: String = "Citizen-pass-1") async throws -> Onewindow_V1_Session {
+    _ = try await identity.registerCitizen(.with {
+      $0.name = "王五"
+      $0.phone = phone
+      $0.idNumber = idNumber
+      $0.password = password
+    })
+    return try await identity.loginWithPassword(.with { $0.login = phone; $0.password = password })
+  }
+
+  /// Creates an administrator directly in the store (as `onewindow admin create-user` does) and logs in.
+  func adminSession(username: String = "root") async throws -> Onewindow_V1_Session {
+    _ = try await StaffAccounts.create(
+      role: .admin, username: username, displayName: "管理员", departmentCode: "", password: "Admin-pass-1",
+      store: store.identity, catalog: store.catalog, now: Date())
+    return try await identity.loginWithPassword(.with { $0.login = username; $0.password = "Admin-pass-1" })
+  }
+
+  /// The newest SMS login code queued for `phone` in the development outbox.
+  func latestCode(for phone: String) async throws -> String? {
+    guard let body = try await store.outbox.messages(recipient: phone, limit: 1).first?.body else { return nil }
+    return body.firstMatch(of: /\d{6}/).map { String($0.output) }
+  }
+
+  func count(_ table: String) async throws -> Int {
+    try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") ?? -1 }
+  }
+}
+
+/// Asserts that `body` fails with `code`, returning the error for further checks.
+@discardableResult
+func expectRPCError<T>(
+  _ code: RPCError.Code, _ body: () async throws -> T, sourceLocation: SourceLocation = #_sourceLocation
+) async -> RPCError? {
+  do {
+    _ = try await body()
+    Issue.record("expected \(code.canonicalName) but the call succeeded", sourceLocation: sourceLocation)
+    return nil
+  } catch let error as RPCError {
+    #expect(error.code == code, "got \(error.code.canonicalName): \(error.message)", sourceLocation: sourceLocation)
+    return error
+  } catch {
+    Issue.record("expected RPCError \(code.canonicalName), got \(error)", sourceLocation: sourceLocation)
+    return nil
+  }
+}
