@@ -1,1 +1,237 @@
-print("todo")
+import ArgumentParser
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import OneWindowAPI
+import OneWindowClient
+
+struct OWBench: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "owbench",
+    abstract: "Load benchmark for a OneWindow server: QPS and latency per scenario, against the ping baseline.",
+    discussion: """
+      Scenarios: \(Scenarios.names.joined(separator: ", ")). Build owbench and the server with -c release; \
+      with --spawn, owbench starts its own server on a free port with a fresh database and the demo catalog.
+      """)
+
+  @Option(help: "Server address host:port. [env: OWBENCH_SERVER] (default: 127.0.0.1:50051)")
+  var server: String?
+
+  @Option(help: "Concurrent calls (worker tasks).")
+  var concurrency = 64
+
+  @Option(help: "Measured seconds per scenario.")
+  var duration = 10.0
+
+  @Option(help: "Warmup seconds per scenario (not recorded).")
+  var warmup = 2.0
+
+  @Option(help: "HTTP/2 connections (gRPC clients) the workers are spread over.")
+  var connections = 4
+
+  @Option(help: "Comma-separated scenarios to run, in order.")
+  var scenarios = Scenarios.names.joined(separator: ",")
+
+  @Option(help: "PID of the server, to report its resident memory (Linux /proc).")
+  var serverPid: Int32?
+
+  @Option(help: "Path to a onewindow binary to start (free port, temporary data directory, --demo) and stop afterwards.")
+  var spawn: String?
+
+  @Option(help: "Run the whole scenario list this many times and summarise the medians.")
+  var runs = 1
+
+  @Flag(help: "Print the results as JSON instead of tables.")
+  var json = false
+
+  func validate() throws {
+    guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+    guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
+    guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be between 0 and 86400 seconds") }
+    guard warmup >= 0, warmup <= 3_600 else { throw ValidationError("--warmup must be between 0 and 3600 seconds") }
+    guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    _ = try selectedScenarios()
+    if spawn != nil, server != nil || serverPid != nil {
+      throw ValidationError("--spawn starts its own server: don't combine it with --server or --server-pid")
+    }
+  }
+
+  func selectedScenarios() throws -> [Scenario] {
+    let names = scenarios.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    guard !names.isEmpty else { throw ValidationError("--scenarios is empty") }
+    return try names.map { name in
+      guard let scenario = Scenarios.named(name) else {
+        throw ValidationError("unknown scenario '\(name)' (known: \(Scenarios.names.joined(separator: ", ")))")
+      }
+      return scenario
+    }
+  }
+
+  func run() async throws {
+    let settings = BenchSettings(
+      concurrency: concurrency, connections: min(connections, concurrency),
+      load: LoadSettings(
+        concurrency: concurrency, warmup: .milliseconds(Int64(warmup * 1000)),
+        duration: .milliseconds(Int64(duration * 1000))),
+      runs: runs, scenarios: try selectedScenarios())
+
+    var spawned: SpawnedServer?
+    if let spawn {
+      progress("starting \(spawn) …")
+      spawned = try await SpawnedServer.start(executable: spawn)
+    }
+    let address = spawned?.address ?? server ?? ProcessInfo.processInfo.environment["OWBENCH_SERVER"] ?? "127.0.0.1:50051"
+    let pid = spawned?.pid ?? serverPid
+
+    let report: BenchReport
+    do {
+      report = try await Bench(settings: settings, address: address, pid: pid, spawned: spawned != nil).run()
+    } catch {
+      await spawned?.stop()
+      throw error
+    }
+    await spawned?.stop()
+
+    if json {
+      let encoder = JSONEncoder()
+      encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+      let data = try encoder.encode(report)
+      print(String(decoding: data, as: UTF8.self))
+    } else {
+      var out = ""
+      for run in report.runs { out += TextReport.runTable(run, of: report.runs.count) + "\n" }
+      if let summary = report.summary { out += TextReport.summaryTable(summary, runs: report.runs.count) + "\n" }
+      out += TextReport.memory(report.memory) + "\n"
+      out += TextReport.targets(report.targets, runs: report.runs.count) + "\n"
+      out += TextReport.conditions(report.conditions)
+      print(out, terminator: "")
+    }
+  }
+}
+
+struct BenchSettings: Sendable {
+  var concurrency: Int
+  var connections: Int
+  var load: LoadSettings
+  var runs: Int
+  var scenarios: [Scenario]
+}
+
+/// Connects, prepares every scenario once, then runs the scenario list `runs` times while
+/// sampling the server's memory.
+struct Bench: Sendable {
+  let settings: BenchSettings
+  let address: String
+  let pid: Int32?
+  let spawned: Bool
+
+  func run() async throws -> BenchReport {
+    let options = try ConnectionOptions(server: address)
+    try await checkServing(options)
+
+    var memory = MemoryReport(pid: pid)
+    if let pid {
+      memory.idleRSSBytes = ProcStatus.bytes("VmRSS", pid: pid)
+      if memory.idleRSSBytes == nil { progress("warning: cannot read /proc/\(pid)/status; memory will not be reported") }
+    }
+
+    let clients = try (0..<settings.connections).map { _ in BenchClient(transport: try options.makeTransport()) }
+    let runs = try await withThrowingTaskGroup(of: Void.self) { group in
+      for client in clients { group.addTask { try await client.runConnections() } }
+      do {
+        let runs = try await measure(clients)
+        for client in clients { client.beginGracefulShutdown() }
+        try await group.waitForAll()
+        return runs
+      } catch {
+        for client in clients { client.beginGracefulShutdown() }
+        group.cancelAll()
+        throw error
+      }
+    }
+
+    if let pid {
+      memory.peakRSSSampledBytes = runs.compactMap(\.peakRSSSampledBytes).max()
+      memory.vmHWMBytes = ProcStatus.bytes("VmHWM", pid: pid)
+    }
+    let summary = runs.count > 1 ? SummaryRow.medians(of: runs) : nil
+    let rows = summary ?? SummaryRow.medians(of: runs)
+    return BenchReport(
+      conditions: Conditions(
+        server: address, spawned: spawned, concurrency: settings.concurrency, connections: settings.connections,
+        warmupSeconds: settings.load.warmup.seconds, durationSeconds: settings.load.duration.seconds,
+        runs: settings.runs, scenarios: settings.scenarios.map(\.name),
+        cpus: ProcessInfo.processInfo.activeProcessorCount, owbenchBuild: owbenchBuild,
+        note: "build owbench and the server with -c release"),
+      runs: runs, summary: summary, memory: memory,
+      targets: Targets.check(rows, memory: memory, concurrency: settings.concurrency))
+  }
+
+  private func measure(_ clients: [BenchClient]) async throws -> [RunReport] {
+    var prepared: [(name: String, call: BenchCall)] = []
+    for scenario in settings.scenarios {
+      progress("setting up \(scenario.name) …")
+      do {
+        prepared.append((scenario.name, try await scenario.setup(clients[0])))
+      } catch {
+        throw BenchError("setup of \(scenario.name) failed: \(error)")
+      }
+    }
+
+    var runs: [RunReport] = []
+    for index in 1...settings.runs {
+      let sampler = pid.map { RSSSampler(pid: $0) }
+      var results: [LoadResult] = []
+      for (name, call) in prepared {
+        let label = settings.runs > 1 ? "run \(index)/\(settings.runs) \(name)" : name
+        progress("\(label): \(trimmed(settings.load.warmup.seconds)) s warmup + \(trimmed(settings.load.duration.seconds)) s …")
+        let result = await runLoad(name: name, call: call, clients: clients, settings: settings.load)
+        progress("\(label): \(fixed(result.qps, 1)) QPS, \(result.errorCount) errors")
+        results.append(result)
+      }
+      let peak = await sampler?.finish()
+      let pingQPS = results.first { $0.name == Scenarios.ping.name }?.qps
+      runs.append(RunReport(
+        run: index, scenarios: results.map { ScenarioReport($0, pingQPS: pingQPS) },
+        peakRSSSampledBytes: peak.flatMap { $0 > 0 ? $0 : nil }))
+    }
+    return runs
+  }
+
+  /// One health Check with a short timeout, so an unreachable server fails fast and clearly.
+  private func checkServing(_ options: ConnectionOptions) async throws {
+    var callOptions = CallOptions.defaults
+    callOptions.timeout = .seconds(5)
+    callOptions.waitForReady = false
+    do {
+      let status = try await withGRPCClient(transport: options.makeTransport()) { client in
+        try await Grpc_Health_V1_Health.Client(wrapping: client)
+          .check(Grpc_Health_V1_HealthCheckRequest(), options: callOptions).status
+      }
+      guard status == .serving else { throw BenchError("the server at \(address) reports health status \(status)") }
+    } catch let error as BenchError {
+      throw error
+    } catch {
+      throw BenchError("cannot reach a OneWindow server at \(address): \(error)")
+    }
+  }
+}
+
+#if DEBUG
+let owbenchBuild = "debug"
+#else
+let owbenchBuild = "release"
+#endif
+
+/// Progress goes to stderr so that stdout holds only the report (tables or JSON).
+func progress(_ message: String) {
+  FileHandle.standardError.write(Data(("owbench: " + message + "\n").utf8))
+}
+
+/// Top-level code in main.swift resolves `OWBench.main()` to ParsableCommand's synchronous
+/// entry point (which refuses async commands); inside an async function the async one wins.
+func runOWBench() async {
+  await OWBench.main()
+}
+
+await runOWBench()

@@ -15,6 +15,7 @@ public final class ServerApp: Sendable {
   let server: GRPCServer<HTTP2ServerTransport.Posix>
   let transport: HTTP2ServerTransport.Posix
   let logger: Logger
+  let clock: any WallClock
 
   /// Builds the server and loads the published catalog. Does not start listening.
   public static func make(
@@ -37,6 +38,7 @@ public final class ServerApp: Sendable {
     self.config = config
     self.store = store
     self.logger = logger
+    self.clock = clock
     let identity = IdentityService(
       store: store.identity, catalog: store.catalog, codeSender: codeSender, registry: registry, clock: clock, logger: logger)
     let catalog = CatalogService(store: store.catalog, published: published, clock: clock, logger: logger)
@@ -94,7 +96,7 @@ public final class ServerApp: Sendable {
   /// Serves until SIGINT or SIGTERM, then drains in-flight calls and closes the database.
   public func runUntilSignalled() async throws {
     let group = ServiceGroup(
-      services: [GRPCServerService(app: self), HousekeepingService(store: store.identity, logger: logger)],
+      services: [GRPCServerService(app: self), HousekeepingService(store: store.identity, clock: clock, logger: logger)],
       gracefulShutdownSignals: [.sigterm, .sigint],
       logger: logger)
     try await group.run()
@@ -121,6 +123,7 @@ struct GRPCServerService: Service {
 /// Hourly removal of expired tokens and login codes.
 struct HousekeepingService: Service {
   let store: any IdentityStore
+  let clock: any WallClock
   let logger: Logger
   var interval: Duration = .seconds(3600)
 
@@ -128,7 +131,7 @@ struct HousekeepingService: Service {
     await cancelWhenGracefulShutdown {
       while !Task.isCancelled {
         do {
-          let removed = try await store.purgeExpired(now: SystemClock().now())
+          let removed = try await store.purgeExpired(now: clock.now())
           if removed > 0 { logger.info("housekeeping: removed expired credentials", metadata: ["rows": "\(removed)"]) }
         } catch is CancellationError {
           return
