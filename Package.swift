@@ -28,6 +28,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
   ],
   targets: [
     // Generated protobuf messages and gRPC stubs (Tools/generate-protos); committed, never built by a plugin.
@@ -115,7 +116,7 @@ let package = Package(
     ),
     .testTarget(
       name: "OneWindowCoreTests",
-      dependencies: ["OneWindowCore"],
+      dependencies: ["OneWindowCore", .product(name: "PropertyBased", package: "swift-property-based")],
       swiftSettings: swiftSettings
     ),
     .testTarget(

@@ -10,7 +10,8 @@ public struct ConnectionOptions: Sendable {
   public var tls: Bool
   /// PEM file of the CA (or self-signed certificate) to trust instead of the system roots.
   public var caCertificatePath: String?
-  /// Compress requests with gzip (the server always accepts gzip and deflate).
+  /// Compress requests with gzip and accept compressed responses (the server supports gzip
+  /// and deflate both ways).
   public var gzip: Bool
 
   public init(host: String = "127.0.0.1", port: Int = 50051, tls: Bool = false, caCertificatePath: String? = nil, gzip: Bool = false) {
@@ -60,8 +61,12 @@ public struct ConnectionOptions: Sendable {
     return try HTTP2ClientTransport.Posix(
       target: target, transportSecurity: security,
       config: .defaults { config in
-        config.compression.enabledAlgorithms = [.gzip, .deflate]
-        if gzip { config.compression.algorithm = .gzip }
+        // Advertising gzip makes the server compress every response; that costs server CPU
+        // on small messages, so it is opt-in (worth it on slow mobile links).
+        if gzip {
+          config.compression.enabledAlgorithms = [.gzip, .deflate]
+          config.compression.algorithm = .gzip
+        }
       })
   }
 }

@@ -93,10 +93,6 @@ func sampleSpec(code: String = "SF-TEST-0001", name: String = "居民身份证�
     #expect(throws: ValidationError("query", "is required")) { try SearchQuery.parse("\"\"") }
     #expect(throws: ValidationError.self) { try SearchQuery.parse(String(repeating: "证", count: 65)) }
   }
-
-  @Test func likePatternsEscapeWildcards() {
-    #expect(SearchQuery.likePattern("5%_\\") == "%5\\%\\_\\\\%")
-  }
 }
 
 @Suite struct CatalogPagingTests {

@@ -2,7 +2,7 @@
 ///
 /// The trigram tokenizer indexes every 3-character window, so any term of 3+ characters is a
 /// substring match (`身份证` finds `居民身份证换领`). Terms of 1–2 characters cannot be matched by
-/// the index; they become substring (LIKE) filters instead. All terms must match (AND).
+/// the index; they become plain substring filters instead. All terms must match (AND).
 public struct SearchQuery: Sendable, Equatable {
   /// FTS5 MATCH expression, or nil when no term is long enough for the index.
   public var match: String?
@@ -29,16 +29,5 @@ public struct SearchQuery: Sendable, Equatable {
     guard !unique.isEmpty else { throw ValidationError("query", "is required") }
     let match = long.isEmpty ? nil : long.map { "\"\($0)\"" }.joined(separator: " AND ")
     return SearchQuery(match: match, substrings: short)
-  }
-
-  /// Escapes `%`, `_` and `\` for a `LIKE ? ESCAPE '\'` pattern and wraps it in `%…%`.
-  public static func likePattern(_ term: String) -> String {
-    var out = "%"
-    for ch in term {
-      if ch == "%" || ch == "_" || ch == "\\" { out.append("\\") }
-      out.append(ch)
-    }
-    out.append("%")
-    return out
   }
 }

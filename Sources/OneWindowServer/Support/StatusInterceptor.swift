@@ -18,15 +18,13 @@ struct StatusInterceptor: ServerInterceptor {
     let start = ContinuousClock.now
     let method = context.descriptor.fullyQualifiedMethod
     let logger = self.logger
-    @Sendable func finish(_ error: (any Error)?) -> (any Error)? {
+    @Sendable func finish(_ error: (any Error)?) -> RPCError? {
       let mapped = error.map { Self.map($0, method: method, logger: logger) }
       if logger.logLevel <= .debug {
-        let ms = Double((ContinuousClock.now - start).components.attoseconds) / 1e15
-          + Double((ContinuousClock.now - start).components.seconds) * 1000
-        logger.debug("rpc", metadata: [
-          "method": "\(method)", "code": "\(mapped.map { ($0 as? RPCError)?.code.description ?? "unknown" } ?? "ok")",
-          "ms": "\(Int(ms))",
-        ])
+        let elapsed = (ContinuousClock.now - start).components
+        let ms = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
+        let code = mapped?.code.description ?? "ok"
+        logger.debug("rpc", metadata: ["method": "\(method)", "code": "\(code)", "ms": "\(Int(ms.rounded()))"])
       }
       return mapped
     }
@@ -50,12 +48,12 @@ struct StatusInterceptor: ServerInterceptor {
       }
       response.accepted = .success(contents)
     case .failure(let error):
-      response.accepted = .failure((finish(error) as? RPCError) ?? error)
+      response.accepted = .failure(finish(error) ?? error)
     }
     return response
   }
 
-  static func map(_ error: any Error, method: String, logger: Logger) -> any Error {
+  static func map(_ error: any Error, method: String, logger: Logger) -> RPCError {
     switch error {
     case let e as RPCError:
       // GRPCCore's interceptor chain wraps an error thrown by an inner layer (the handler, or a

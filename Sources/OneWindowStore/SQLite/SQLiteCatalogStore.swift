@@ -161,10 +161,11 @@ struct SQLiteCatalogStore: CatalogStore {
     try await pool.read { db in
       var arguments: [(any DatabaseValueConvertible)?] = []
       var conditions = ["i.status = 'published'"]
+      // Short terms are plain substring tests. instr() compares bytes, which is exact for
+      // Chinese and several times cheaper than LIKE (PostgreSQL: strpos()).
       for term in query.substrings {
-        conditions.append("(f.name LIKE ? ESCAPE '\\' OR f.body LIKE ? ESCAPE '\\')")
-        let pattern = SearchQuery.likePattern(term)
-        arguments += [pattern, pattern]
+        conditions.append("(instr(f.name, ?) > 0 OR instr(f.body, ?) > 0)")
+        arguments += [term, term]
       }
       let sql: String
       if let match = query.match {
@@ -176,16 +177,17 @@ struct SQLiteCatalogStore: CatalogStore {
           """
         arguments.insert(match, at: 0)
       } else {
-        let first = SearchQuery.likePattern(query.substrings.first ?? "")
+        // Without an index to rank by: items whose name contains the first term come first.
         sql = """
           SELECT i.code FROM catalog_fts f JOIN catalog_items i ON i.id = f.rowid
           WHERE \(conditions.joined(separator: " AND "))
-          ORDER BY CASE WHEN f.name LIKE ? ESCAPE '\\' THEN 0 ELSE 1 END, i.code LIMIT ? OFFSET ?
+          ORDER BY instr(f.name, ?) = 0, i.code LIMIT ? OFFSET ?
           """
-        arguments.append(first)
+        arguments.append(query.substrings.first ?? "")
       }
       arguments += [limit, offset]
-      return try String.fetchAll(db, sql: sql, arguments: StatementArguments(arguments))
+      // The SQL has one shape per number of short terms, so the statement cache stays small.
+      return try String.fetchAll(db.cachedStatement(sql: sql), arguments: StatementArguments(arguments))
     }
   }
 

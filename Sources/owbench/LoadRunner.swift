@@ -1,0 +1,139 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import Histogram
+import OneWindowClient
+
+typealias BenchClient = GRPCClient<HTTP2ClientTransport.Posix>
+
+/// One RPC of a scenario. The `Int` is a call index (distinct across workers) for cycling
+/// through request variants.
+typealias BenchCall = @Sendable (BenchClient, Int) async throws -> Void
+
+/// A named workload. `setup` runs once, before any run, on the first client (fetch item codes,
+/// register an account, …) and returns the call the load loop repeats.
+struct Scenario: Sendable {
+  let name: String
+  let setup: @Sendable (BenchClient) async throws -> BenchCall
+}
+
+struct LoadSettings: Sendable {
+  var concurrency: Int
+  var warmup: Duration
+  var duration: Duration
+  /// How long calls still in flight after the measured period may take before they are cancelled.
+  var drainLimit: Duration = .seconds(60)
+}
+
+/// What one scenario measured: latencies (µs) of the calls that completed in the measured
+/// period, and the calls that failed there, by status code.
+struct LoadResult: Sendable {
+  var name: String
+  var histogram: Histogram<UInt64>
+  var errors: [String: Int]
+  var measured: Duration
+  /// True when calls were still running `drainLimit` after the period and had to be cancelled.
+  var drainTimedOut: Bool
+
+  var calls: Int { Int(histogram.totalCount) }
+  var errorCount: Int { errors.values.reduce(0, +) }
+  var qps: Double { Double(calls) / measured.seconds }
+}
+
+private struct WorkerResult: Sendable {
+  var histogram = Histogram<UInt64>(numberOfSignificantValueDigits: .three)
+  var errors: [String: Int] = [:]
+}
+
+private enum Outcome: Sendable {
+  case worker(WorkerResult)
+  case watchdog(fired: Bool)
+}
+
+/// The one load loop every scenario uses: `concurrency` workers spread round-robin over
+/// `clients`, each repeating `call` back to back. A warmup period (not recorded) comes first,
+/// then the measured period; a call counts when it completes inside the measured period.
+/// Workers stop starting calls at the deadline and let the calls in flight finish.
+func runLoad(name: String, call: @escaping BenchCall, clients: [BenchClient], settings: LoadSettings) async -> LoadResult {
+  precondition(!clients.isEmpty && settings.concurrency > 0)
+  let clock = ContinuousClock()
+  let measureStart = clock.now + settings.warmup
+  let end = measureStart + settings.duration
+  let concurrency = settings.concurrency
+
+  var total = WorkerResult()
+  var drainTimedOut = false
+  await withTaskGroup(of: Outcome.self) { group in
+    for worker in 0..<concurrency {
+      let client = clients[worker % clients.count]
+      group.addTask {
+        var result = WorkerResult()
+        var index = worker
+        while !Task.isCancelled {
+          let start = clock.now
+          if start >= end { break }
+          do {
+            try await call(client, index)
+            let finish = clock.now
+            if finish >= measureStart && finish < end {
+              result.histogram.record((finish - start).microseconds)
+            }
+          } catch {
+            let finish = clock.now
+            if finish >= measureStart && finish < end {
+              result.errors[errorName(error), default: 0] += 1
+            }
+          }
+          index &+= concurrency
+        }
+        return .worker(result)
+      }
+    }
+    group.addTask {
+      do {
+        try await Task.sleep(until: end + settings.drainLimit, clock: clock)
+        return .watchdog(fired: true)
+      } catch {
+        return .watchdog(fired: false)
+      }
+    }
+
+    var remaining = concurrency
+    for await outcome in group {
+      switch outcome {
+      case .worker(let result):
+        total.histogram.add(result.histogram)
+        total.errors.merge(result.errors, uniquingKeysWith: +)
+        remaining -= 1
+        if remaining == 0 { group.cancelAll() }  // stops the watchdog
+      case .watchdog(let fired):
+        if fired {
+          drainTimedOut = true
+          group.cancelAll()
+        }
+      }
+    }
+  }
+  return LoadResult(
+    name: name, histogram: total.histogram, errors: total.errors, measured: settings.duration,
+    drainTimedOut: drainTimedOut)
+}
+
+/// `UNAVAILABLE`, `DEADLINE_EXCEEDED`, … for RPC errors; the type name otherwise.
+func errorName(_ error: any Error) -> String {
+  if let rpc = error as? RPCError { return rpc.code.canonicalName }
+  if let runtime = error as? RuntimeError { return "client:\(runtime.code)" }
+  return String(describing: type(of: error))
+}
+
+extension Duration {
+  var seconds: Double {
+    let c = components
+    return Double(c.seconds) + Double(c.attoseconds) / 1e18
+  }
+
+  var microseconds: UInt64 {
+    let c = components
+    guard c.seconds >= 0, c.attoseconds >= 0 else { return 0 }
+    return UInt64(c.seconds) * 1_000_000 + UInt64(c.attoseconds / 1_000_000_000_000)
+  }
+}

@@ -1,0 +1,242 @@
+import Foundation
+import Histogram
+
+// MARK: Data (also the --json output)
+
+struct BenchReport: Codable, Sendable {
+  var conditions: Conditions
+  var runs: [RunReport]
+  /// Medians per scenario across runs (only with --runs > 1).
+  var summary: [SummaryRow]?
+  var memory: MemoryReport
+  var targets: [TargetCheck]
+}
+
+struct Conditions: Codable, Sendable {
+  var server: String
+  var spawned: Bool
+  var concurrency: Int
+  var connections: Int
+  var warmupSeconds: Double
+  var durationSeconds: Double
+  var runs: Int
+  var scenarios: [String]
+  /// Whether the clients advertised gzip/deflate (the server then compresses every response).
+  var acceptCompression: Bool
+  var cpus: Int
+  var owbenchBuild: String
+  var note: String
+}
+
+struct RunReport: Codable, Sendable {
+  var run: Int
+  var scenarios: [ScenarioReport]
+  /// Largest server VmRSS sampled (every 200 ms) during this run.
+  var peakRSSSampledBytes: UInt64?
+}
+
+struct ScenarioReport: Codable, Sendable {
+  var scenario: String
+  var calls: Int
+  var errors: Int
+  var errorsByCode: [String: Int]
+  var qps: Double
+  var p50Ms: Double
+  var p90Ms: Double
+  var p99Ms: Double
+  var maxMs: Double
+  /// This scenario's QPS over ping's QPS in the same run; nil when ping was not run.
+  var ratioToPing: Double?
+  var drainTimedOut: Bool
+
+  init(_ result: LoadResult, pingQPS: Double?) {
+    scenario = result.name
+    calls = result.calls
+    errors = result.errorCount
+    errorsByCode = result.errors
+    qps = result.qps
+    let h = result.histogram
+    func ms(_ us: UInt64) -> Double { h.totalCount == 0 ? 0 : Double(us) / 1000 }
+    p50Ms = ms(h.valueAtPercentile(50))
+    p90Ms = ms(h.valueAtPercentile(90))
+    p99Ms = ms(h.valueAtPercentile(99))
+    maxMs = ms(h.max)
+    ratioToPing = pingQPS.flatMap { $0 > 0 ? result.qps / $0 : nil }
+    drainTimedOut = result.drainTimedOut
+  }
+}
+
+struct SummaryRow: Codable, Sendable {
+  var scenario: String
+  var qps: Double
+  var p50Ms: Double
+  var p99Ms: Double
+  var ratioToPing: Double?
+
+  /// Median of each figure across runs (each taken separately).
+  static func medians(of runs: [RunReport]) -> [SummaryRow] {
+    guard let first = runs.first else { return [] }
+    return first.scenarios.map { row in
+      let rows = runs.compactMap { $0.scenarios.first { $0.scenario == row.scenario } }
+      let ratios = rows.compactMap(\.ratioToPing)
+      return SummaryRow(
+        scenario: row.scenario,
+        qps: median(rows.map(\.qps)),
+        p50Ms: median(rows.map(\.p50Ms)),
+        p99Ms: median(rows.map(\.p99Ms)),
+        ratioToPing: ratios.isEmpty ? nil : median(ratios))
+    }
+  }
+}
+
+struct MemoryReport: Codable, Sendable {
+  var pid: Int32?
+  /// VmRSS right after the server was up, before any load.
+  var idleRSSBytes: UInt64?
+  /// Largest VmRSS sampled every 200 ms during all runs.
+  var peakRSSSampledBytes: UInt64?
+  /// VmHWM after the last scenario: peak resident since the server started (startup included).
+  var vmHWMBytes: UInt64?
+}
+
+struct TargetCheck: Codable, Sendable {
+  var target: String
+  var value: String
+  /// nil when it could not be evaluated (scenario not run, memory not measured).
+  var met: Bool?
+}
+
+func median(_ values: [Double]) -> Double {
+  let sorted = values.sorted()
+  guard !sorted.isEmpty else { return 0 }
+  let mid = sorted.count / 2
+  return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+// MARK: Targets from the product issue
+
+enum Targets {
+  /// Checks the product issue's targets against the median figures (or the only run's).
+  static func check(_ rows: [SummaryRow], memory: MemoryReport, concurrency: Int) -> [TargetCheck] {
+    var checks: [TargetCheck] = []
+    func ratioCheck(_ scenario: String, _ minimum: Double) {
+      let row = rows.first { $0.scenario == scenario }
+      let ratio = row?.ratioToPing
+      checks.append(TargetCheck(
+        target: "\(scenario) ≥ \(Int(minimum * 100))% of ping QPS",
+        value: ratio.map { percent($0) } ?? "not measured",
+        met: ratio.map { $0 >= minimum }))
+    }
+    ratioCheck("catalog-get", 0.70)
+    ratioCheck("catalog-search", 0.40)
+    let at = concurrency == 64 ? "" : " (stated at 64 concurrent calls; this is \(concurrency))"
+    for scenario in ["ping", "catalog-get", "catalog-search"] {
+      guard let row = rows.first(where: { $0.scenario == scenario }) else { continue }
+      checks.append(TargetCheck(
+        target: "\(scenario) p99 < 10 ms\(at)", value: fixed(row.p99Ms, 2) + " ms", met: row.p99Ms < 10))
+    }
+    let mb = 1_000_000.0
+    checks.append(TargetCheck(
+      target: "idle RSS < 60 MB", value: memory.idleRSSBytes.map(megabytes) ?? "not measured",
+      met: memory.idleRSSBytes.map { Double($0) < 60 * mb }))
+    let loaded = [memory.peakRSSSampledBytes, memory.vmHWMBytes].compactMap { $0 }.max()
+    checks.append(TargetCheck(
+      target: "RSS under load < 200 MB (max of sampled peak and VmHWM)",
+      value: loaded.map(megabytes) ?? "not measured", met: loaded.map { Double($0) < 200 * mb }))
+    return checks
+  }
+}
+
+// MARK: Text
+
+enum TextReport {
+  static func runTable(_ run: RunReport, of runs: Int) -> String {
+    var out = runs > 1 ? "Run \(run.run) of \(runs)\n" : ""
+    out += table(
+      headers: ["scenario", "calls", "errors", "QPS", "p50 ms", "p90 ms", "p99 ms", "max ms", "× ping"],
+      rows: run.scenarios.map { r in
+        [r.scenario, "\(r.calls)", "\(r.errors)", fixed(r.qps, 1), fixed(r.p50Ms, 2), fixed(r.p90Ms, 2),
+         fixed(r.p99Ms, 2), fixed(r.maxMs, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
+      })
+    for r in run.scenarios where r.errors > 0 {
+      let codes = r.errorsByCode.sorted { $0.value > $1.value }.map { "\($0.key) × \($0.value)" }
+      out += "  errors in \(r.scenario): \(codes.joined(separator: ", "))\n"
+    }
+    for r in run.scenarios where r.drainTimedOut {
+      out += "  \(r.scenario): calls still running 60 s after the period were cancelled\n"
+    }
+    if runs > 1, let peak = run.peakRSSSampledBytes {
+      out += "  server peak RSS during this run (sampled): \(megabytes(peak))\n"
+    }
+    return out
+  }
+
+  static func summaryTable(_ rows: [SummaryRow], runs: Int) -> String {
+    "Median of \(runs) runs\n" + table(
+      headers: ["scenario", "QPS", "p50 ms", "p99 ms", "× ping"],
+      rows: rows.map { r in
+        [r.scenario, fixed(r.qps, 1), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
+      })
+  }
+
+  static func memory(_ m: MemoryReport) -> String {
+    guard let pid = m.pid else {
+      return """
+        server memory: not measured (pass --server-pid or --spawn)
+
+        """
+    }
+    func show(_ v: UInt64?) -> String { v.map(megabytes) ?? "unreadable (/proc/\(pid)/status)" }
+    return """
+      server memory (pid \(pid)):
+        idle RSS (server up, before load)  \(show(m.idleRSSBytes))
+        peak RSS during run (sampled)      \(show(m.peakRSSSampledBytes))
+        VmHWM (peak since server start)    \(show(m.vmHWMBytes))
+
+      """
+  }
+
+  static func targets(_ checks: [TargetCheck], runs: Int) -> String {
+    var out = "targets (product issue\(runs > 1 ? ", median figures" : "")):\n"
+    let width = checks.map(\.target.count).max() ?? 0
+    let valueWidth = checks.map(\.value.count).max() ?? 0
+    for c in checks {
+      let verdict = c.met.map { $0 ? "met" : "NOT met" } ?? "–"
+      let value = String(repeating: " ", count: valueWidth - c.value.count) + c.value
+      out += "  \(c.target.padding(toLength: width, withPad: " ", startingAt: 0))  \(value)  \(verdict)\n"
+    }
+    return out
+  }
+
+  static func conditions(_ c: Conditions) -> String {
+    let server = c.spawned ? "\(c.server) (spawned by owbench, demo data)" : c.server
+    return """
+      conditions: \(c.concurrency) concurrent call\(c.concurrency == 1 ? "" : "s") over \(c.connections) connection\(c.connections == 1 ? "" : "s"), \
+      warmup \(trimmed(c.warmupSeconds)) s + \(trimmed(c.durationSeconds)) s measured per scenario, \
+      \(c.runs) run\(c.runs == 1 ? "" : "s"), server \(server), \(c.cpus) CPUs shared with the load generator, \
+      \(c.acceptCompression ? "clients accept gzip (responses compressed)" : "clients accept no compression"); \
+      \(c.note) (this owbench is a \(c.owbenchBuild) build).
+
+      """
+  }
+
+  /// Left-aligned first column, right-aligned others.
+  static func table(headers: [String], rows: [[String]]) -> String {
+    let all = [headers] + rows
+    let widths = headers.indices.map { i in all.map { $0[i].count }.max() ?? 0 }
+    func line(_ cells: [String]) -> String {
+      cells.enumerated().map { i, cell in
+        let pad = String(repeating: " ", count: widths[i] - cell.count)
+        return i == 0 ? cell + pad : pad + cell
+      }.joined(separator: "  ")
+    }
+    return ([line(headers)] + rows.map(line)).joined(separator: "\n") + "\n"
+  }
+}
+
+func fixed(_ value: Double, _ decimals: Int) -> String { String(format: "%.\(decimals)f", value) }
+func percent(_ ratio: Double) -> String { String(format: "%.0f%%", ratio * 100) }
+func megabytes(_ bytes: UInt64) -> String { String(format: "%.1f MB", Double(bytes) / 1_000_000) }
+func trimmed(_ seconds: Double) -> String {
+  seconds == seconds.rounded() ? String(Int(seconds)) : String(format: "%.1f", seconds)
+}
