@@ -21,8 +21,8 @@ struct Conditions: Codable, Sendable {
   var durationSeconds: Double
   var runs: Int
   var scenarios: [String]
-  /// Whether the clients advertised gzip/deflate (the server then compresses every response).
-  var acceptCompression: Bool
+  /// Whether the clients used gzip (the server then also compresses every response).
+  var gzip: Bool
   var cpus: Int
   var owbenchBuild: String
   var note: String
@@ -214,7 +214,7 @@ enum TextReport {
       conditions: \(c.concurrency) concurrent call\(c.concurrency == 1 ? "" : "s") over \(c.connections) connection\(c.connections == 1 ? "" : "s"), \
       warmup \(trimmed(c.warmupSeconds)) s + \(trimmed(c.durationSeconds)) s measured per scenario, \
       \(c.runs) run\(c.runs == 1 ? "" : "s"), server \(server), \(c.cpus) CPUs shared with the load generator, \
-      \(c.acceptCompression ? "clients accept gzip (responses compressed)" : "clients accept no compression"); \
+      \(c.gzip ? "gzip on (requests and responses compressed)" : "no compression"); \
       \(c.note) (this owbench is a \(c.owbenchBuild) build).
 
       """

@@ -41,13 +41,8 @@ struct OWBench: AsyncParsableCommand {
   @Option(help: "Run the whole scenario list this many times and summarise the medians.")
   var runs = 1
 
-  @Flag(
-    inversion: .prefixedNo,
-    help: """
-      Advertise gzip and deflate as owctl does; the server then gzips every response. \
-      --no-accept-compression asks for uncompressed responses.
-      """)
-  var acceptCompression = true
+  @Flag(help: "Compress requests and accept compressed responses (as owctl --gzip); off by default.")
+  var gzip = false
 
   @Flag(help: "Print the results as JSON instead of tables.")
   var json = false
@@ -81,7 +76,7 @@ struct OWBench: AsyncParsableCommand {
       load: LoadSettings(
         concurrency: concurrency, warmup: .milliseconds(Int64(warmup * 1000)),
         duration: .milliseconds(Int64(duration * 1000))),
-      runs: runs, scenarios: try selectedScenarios(), acceptCompression: acceptCompression)
+      runs: runs, scenarios: try selectedScenarios(), gzip: gzip)
 
     var spawned: SpawnedServer?
     if let spawn {
@@ -123,7 +118,7 @@ struct BenchSettings: Sendable {
   var load: LoadSettings
   var runs: Int
   var scenarios: [Scenario]
-  var acceptCompression: Bool
+  var gzip: Bool
 }
 
 /// Connects, prepares every scenario once, then runs the scenario list `runs` times while
@@ -135,7 +130,7 @@ struct Bench: Sendable {
   let spawned: Bool
 
   func run() async throws -> BenchReport {
-    let options = try ConnectionOptions(server: address)
+    let options = try ConnectionOptions(server: address, gzip: settings.gzip)
     try await checkServing(options)
 
     var memory = MemoryReport(pid: pid)
@@ -145,7 +140,7 @@ struct Bench: Sendable {
     }
 
     let clients = try (0..<settings.connections).map { _ in
-      BenchClient(transport: try makeTransport(options, acceptCompression: settings.acceptCompression))
+      BenchClient(transport: try options.makeTransport())
     }
     let runs = try await withThrowingTaskGroup(of: Void.self) { group in
       for client in clients { group.addTask { try await client.runConnections() } }
@@ -171,7 +166,7 @@ struct Bench: Sendable {
       conditions: Conditions(
         server: address, spawned: spawned, concurrency: settings.concurrency, connections: settings.connections,
         warmupSeconds: settings.load.warmup.seconds, durationSeconds: settings.load.duration.seconds,
-        runs: settings.runs, scenarios: settings.scenarios.map(\.name), acceptCompression: settings.acceptCompression,
+        runs: settings.runs, scenarios: settings.scenarios.map(\.name), gzip: settings.gzip,
         cpus: ProcessInfo.processInfo.activeProcessorCount, owbenchBuild: owbenchBuild,
         note: "build owbench and the server with -c release"),
       runs: runs, summary: summary, memory: memory,
@@ -226,18 +221,6 @@ struct Bench: Sendable {
       throw BenchError("cannot reach a OneWindow server at \(address): \(error)")
     }
   }
-}
-
-/// `options.makeTransport()` (as owctl connects), or the same target with the transport's default
-/// configuration, which advertises no compression (plaintext only: owbench has no TLS options).
-func makeTransport(_ options: ConnectionOptions, acceptCompression: Bool) throws -> HTTP2ClientTransport.Posix {
-  if acceptCompression { return try options.makeTransport() }
-  let host = options.host
-  let target: any ResolvableTarget =
-    host.contains(":") ? .ipv6(address: host, port: options.port)
-    : host.allSatisfy({ $0.isNumber || $0 == "." }) ? .ipv4(address: host, port: options.port)
-    : .dns(host: host, port: options.port)
-  return try HTTP2ClientTransport.Posix(target: target, transportSecurity: .plaintext)
 }
 
 #if DEBUG
