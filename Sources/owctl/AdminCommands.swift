@@ -109,24 +109,32 @@ struct AdminCatalogCommand: AsyncParsableCommand {
     }
   }
 
-  struct Publish: OwctlCommand {
-    static let configuration = CommandConfiguration(abstract: "Publish a draft or withdrawn item.")
-
-    @OptionGroup var global: GlobalOptions
-
+  /// The arguments publish and withdraw share.
+  struct StatusChange: ParsableArguments {
     @Argument(help: "The item code.")
     var code: String
 
     @Option(help: "Apply only if the item is still at this version.")
     var version: Int64?
 
+    var request: Onewindow_V1_ChangeItemStatusRequest {
+      .with {
+        $0.code = code
+        $0.expectedVersion = version ?? 0
+      }
+    }
+  }
+
+  struct Publish: OwctlCommand {
+    static let configuration = CommandConfiguration(abstract: "Publish a draft or withdrawn item.")
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var change: StatusChange
+
     func execute() async throws {
       try await global.connect { remote in
         let item = try await remote.authorized { metadata in
-          try await remote.catalog.publishItem(.with {
-            $0.code = code
-            $0.expectedVersion = version ?? 0
-          }, metadata: metadata, options: remote.call)
+          try await remote.catalog.publishItem(change.request, metadata: metadata, options: remote.call)
         }
         try remote.output.show(item) { Console.out("published \(ItemLine.of(item))") }
       }
@@ -138,20 +146,12 @@ struct AdminCatalogCommand: AsyncParsableCommand {
       abstract: "Withdraw a published item (it stays readable by code).")
 
     @OptionGroup var global: GlobalOptions
-
-    @Argument(help: "The item code.")
-    var code: String
-
-    @Option(help: "Apply only if the item is still at this version.")
-    var version: Int64?
+    @OptionGroup var change: StatusChange
 
     func execute() async throws {
       try await global.connect { remote in
         let item = try await remote.authorized { metadata in
-          try await remote.catalog.withdrawItem(.with {
-            $0.code = code
-            $0.expectedVersion = version ?? 0
-          }, metadata: metadata, options: remote.call)
+          try await remote.catalog.withdrawItem(change.request, metadata: metadata, options: remote.call)
         }
         try remote.output.show(item) { Console.out("withdrew \(ItemLine.of(item))") }
       }

@@ -204,8 +204,8 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
   func getAccount(request: Onewindow_V1_GetAccountRequest, context: ServerContext) async throws -> Onewindow_V1_Account {
     let principal = try RequestContext.requirePrincipal()
     let accountID = try Self.accountID(request.accountID)
-    // Ownership: only administrators read other accounts. Same answer for "not yours" and
-    // "does not exist" would hide existence, but callers here already know their own id.
+    // Ownership: only administrators read other accounts. Refusing before the lookup means a
+    // non-administrator learns nothing about ids other than their own.
     guard principal.role == .admin || principal.accountID == accountID else {
       throw RPCError(code: .permissionDenied, message: "you may only read your own account")
     }
