@@ -26,6 +26,7 @@ struct TestEnvironment: Sendable {
   let store: SQLiteStore
   let port: Int
   let clock: ManualClock
+  let app: ServerApp
 
   var identity: Onewindow_V1_IdentityService.Client<HTTP2ClientTransport.Posix> { clients.identity }
   var catalog: Onewindow_V1_CatalogService.Client<HTTP2ClientTransport.Posix> { clients.catalog }
@@ -33,6 +34,7 @@ struct TestEnvironment: Sendable {
 
   static func run<T: Sendable>(
     configure: (inout ServerConfig) -> Void = { _ in },
+    codeSender: (any LoginCodeSender)? = nil,
     _ body: (TestEnvironment) async throws -> T
   ) async throws -> T {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-e2e-\(UUID().uuidString)").path
@@ -45,13 +47,13 @@ struct TestEnvironment: Sendable {
     var logger = Logger(label: "onewindow-test")
     logger.logLevel = .warning
     let clock = ManualClock()
-    let app = try await ServerApp.make(config: config, store: store, clock: clock, logger: logger)
+    let app = try await ServerApp.make(config: config, store: store, clock: clock, logger: logger, codeSender: codeSender)
     return try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await app.serve() }
       do {
         let port = try await app.listeningPort()
         let result = try await OneWindowClients.with(ConnectionOptions(host: "127.0.0.1", port: port)) { clients in
-          try await body(TestEnvironment(clients: clients, store: store, port: port, clock: clock))
+          try await body(TestEnvironment(clients: clients, store: store, port: port, clock: clock, app: app))
         }
         app.beginGracefulShutdown()
         try await group.waitForAll()
