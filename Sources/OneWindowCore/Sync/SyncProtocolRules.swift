@@ -1,0 +1,79 @@
+import Crypto
+
+/// Where a mutation stands against the last mutation id processed for its client (Replicache's
+/// rules): already processed (answer from the stored result, change nothing), the next one
+/// (apply it and advance, in the same transaction), or beyond a gap (stop and report).
+public enum MutationOrder: Sendable, Equatable {
+  case alreadyProcessed
+  case next
+  case gap(expected: Int64)
+
+  public static func classify(_ mutationID: Int64, lastProcessed: Int64) -> MutationOrder {
+    if mutationID <= lastProcessed { return .alreadyProcessed }
+    if mutationID == lastProcessed + 1 { return .next }
+    return .gap(expected: lastProcessed + 1)
+  }
+}
+
+/// A position in the server's change log, opaque to clients. It carries the log's epoch (a
+/// random id made when the database was created) so that a cursor from another database — a
+/// restored backup, a different server — is refused with a reset instead of silently skipping.
+public struct SyncCursor: Sendable, Equatable {
+  public var epoch: UInt32
+  /// The last server sequence number the client has.
+  public var sequence: Int64
+
+  public init(epoch: UInt32, sequence: Int64) {
+    self.epoch = epoch
+    self.sequence = sequence
+  }
+
+  static let formatVersion: UInt8 = 1
+
+  /// base64url of: format (1 byte), epoch (4 bytes), sequence (8 bytes), big-endian.
+  public var encoded: String {
+    var bytes: [UInt8] = [Self.formatVersion]
+    for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: epoch >> UInt32(shift))) }
+    for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: sequence) >> UInt64(shift))) }
+    return Base64URL.encode(bytes)
+  }
+
+  /// The empty cursor "" means "from the beginning" and decodes to nil.
+  public static func decode(_ text: String, field: String = "cursor") throws(ValidationError) -> SyncCursor? {
+    if text.isEmpty { return nil }
+    guard let bytes = Base64URL.decode(text), bytes.count == 13, bytes[0] == formatVersion else {
+      throw ValidationError(field, "is not a cursor this server issued; start from an empty cursor")
+    }
+    let epoch = bytes[1..<5].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    let raw = bytes[5..<13].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    let sequence = Int64(bitPattern: raw)
+    guard sequence >= 0 else { throw ValidationError(field, "is not a cursor this server issued; start from an empty cursor") }
+    return SyncCursor(epoch: epoch, sequence: sequence)
+  }
+}
+
+/// An order-independent summary of a set of records, so a client can prove its replica holds
+/// exactly what the server holds without sending the records: the count, and the wrapping sum
+/// of a 64-bit hash of each live record's id and canonical field values.
+public struct ReplicaChecksum: Sendable, Equatable {
+  public private(set) var count: Int = 0
+  public private(set) var sum: UInt64 = 0
+
+  public init() {}
+
+  public mutating func add(id: String, values: [String: SyncValue]) {
+    count += 1
+    sum &+= Self.hash(id: id, values: values)
+  }
+
+  public static func hash(id: String, values: [String: SyncValue]) -> UInt64 {
+    var bytes = Array(id.utf8)
+    bytes.append(0)
+    SyncValue.map(values).appendCanonical(to: &bytes)
+    let digest = Array(SHA256.hash(data: bytes))
+    return digest.prefix(8).reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+  }
+
+  /// Lowercase hex of the sum, as sent on the wire.
+  public var hex: String { Hex.encode((0..<8).map { UInt8(truncatingIfNeeded: sum >> UInt64(56 - 8 * $0)) }) }
+}
