@@ -226,3 +226,43 @@ struct SplitMix: RandomNumberGenerator {
     #expect(throws: ValidationError.self) { try SyncLimits.validateValue(deep, field: "fields.x") }
   }
 }
+
+@Suite struct CollectionRuleTests {
+  @Test func collectionsAreDeclaredOnceWithUniqueNames() {
+    let names = SyncCollections.all.map(\.name)
+    #expect(Set(names).count == names.count)
+    #expect(SyncCollections.named("favorites")?.scope == .private)
+    #expect(SyncCollections.named("catalog.items")?.clientWritable == false)
+    #expect(SyncCollections.named("nope") == nil)
+  }
+
+  @Test func schemaChecksNamesTypesRequiredFieldsAndLengths() throws {
+    let favorites = SyncCollections.favorites
+    try favorites.validate(["item_code": .string("SF-GA-0001"), "note": .string("下周办")], creating: true)
+    try favorites.validate(["note": .string("只改备注")], creating: false)
+    #expect(throws: ValidationError("fields.item_code", "is required when creating a record")) {
+      try favorites.validate(["note": .string("x")], creating: true)
+    }
+    #expect(throws: ValidationError("fields.item_code", "is required and cannot be null")) {
+      try favorites.validate(["item_code": .null], creating: false)
+    }
+    #expect(throws: ValidationError("fields.item_code", "must be of type string")) {
+      try favorites.validate(["item_code": .int(1)], creating: true)
+    }
+    #expect(throws: ValidationError("fields.colour", "is not a field of collection favorites")) {
+      try favorites.validate(["item_code": .string("x"), "colour": .string("red")], creating: true)
+    }
+    #expect(throws: ValidationError.self) {
+      try favorites.validate(["item_code": .string(String(repeating: "码", count: 65))], creating: true)
+    }
+    // Schemaless collections still check names and nesting.
+    try SyncCollections.preferences.validate(["language": .string("zh-CN"), "quiet_hours": .map(["from": .int(22)])], creating: true)
+    #expect(throws: ValidationError.self) { try SyncCollections.preferences.validate(["bad name": .null], creating: true) }
+  }
+
+  @Test func recordSizeLimit() throws {
+    let spec = CollectionSpec(name: "t", scope: .private, maxRecordBytes: 1024)
+    try spec.validateSize(["blob": .bytes([UInt8](repeating: 1, count: 900))])
+    #expect(throws: ValidationError.self) { try spec.validateSize(["blob": .bytes([UInt8](repeating: 1, count: 1100))]) }
+  }
+}
