@@ -110,3 +110,31 @@ import Testing
     #expect(policy.lockedFor(state, now: t0.addingTimeInterval(16 * 60)) == nil)
   }
 }
+
+@Suite struct SlidingWindowLimitTests {
+  let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+
+  @Test func allowsUpToTheLimitPerWindowPerKey() {
+    var limiter = SlidingWindowLimit(limit: 3, window: 60)
+    for i in 0..<3 { #expect(limiter.acquire("a", now: t0.addingTimeInterval(Double(i))) == nil) }
+    let wait = limiter.acquire("a", now: t0.addingTimeInterval(10))
+    #expect(wait.map { abs($0 - 50) < 0.001 } == true)
+    #expect(limiter.acquire("b", now: t0.addingTimeInterval(10)) == nil)  // other keys unaffected
+    #expect(limiter.acquire("a", now: t0.addingTimeInterval(60)) == nil)  // the first event left the window
+  }
+
+  @Test func forgetsQuietKeysBeyondTheBound() {
+    var limiter = SlidingWindowLimit(limit: 1, window: 60, maxKeys: 2)
+    #expect(limiter.acquire("a", now: t0) == nil)
+    #expect(limiter.acquire("b", now: t0.addingTimeInterval(1)) == nil)
+    #expect(limiter.acquire("c", now: t0.addingTimeInterval(2)) == nil)  // "a" is forgotten
+    #expect(limiter.acquire("a", now: t0.addingTimeInterval(3)) == nil)
+    #expect(limiter.acquire("c", now: t0.addingTimeInterval(4)) != nil)
+  }
+
+  @Test func peerAddressesDropThePort() {
+    #expect(SlidingWindowLimit.peerAddress("ipv4:10.1.2.3:5555") == "ipv4:10.1.2.3")
+    #expect(SlidingWindowLimit.peerAddress("ipv6:[::1]:5555") == "ipv6:[::1]")
+    #expect(SlidingWindowLimit.peerAddress("unix:/tmp/sock") == "unix:/tmp/sock")
+  }
+}

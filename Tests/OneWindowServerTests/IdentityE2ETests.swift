@@ -198,3 +198,38 @@ import Testing
     }
   }
 }
+
+@Suite struct PeerLimitE2ETests {
+  /// A valid resident ID number with the given 3-digit sequence.
+  func idNumber(_ sequence: Int) -> String {
+    let first17 = "11010519900307" + String(format: "%03d", sequence)
+    return first17 + String(ResidentIDNumber.checkCharacter(forFirst17: first17) ?? "0")
+  }
+
+  @Test func codeRequestsAndRegistrationsAreLimitedPerAddress() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      for i in 0..<30 {
+        _ = try await env.identity.requestLoginCode(.with { $0.phone = "1370000" + String(format: "%04d", i) })
+      }
+      let limited = await expectRPCError(.resourceExhausted) {
+        try await env.identity.requestLoginCode(.with { $0.phone = "13799999999" })
+      }
+      #expect(limited?.message.contains("from this address") == true)
+      #expect(try await env.count("login_codes") == 30)
+
+      for i in 0..<20 {
+        _ = try await env.identity.registerCitizen(.with {
+          $0.name = "测试\(i)"; $0.phone = "1360000" + String(format: "%04d", i); $0.idNumber = idNumber(i)
+        })
+      }
+      await expectRPCError(.resourceExhausted) {
+        try await env.identity.registerCitizen(.with { $0.name = "多余"; $0.phone = "13699999999"; $0.idNumber = idNumber(99) })
+      }
+      #expect(try await env.count("accounts") == 20)
+      // The windows pass.
+      env.clock.advance(by: 3601)
+      _ = try await env.identity.requestLoginCode(.with { $0.phone = "13799999999" })
+      _ = try await env.identity.registerCitizen(.with { $0.name = "多余"; $0.phone = "13699999999"; $0.idNumber = idNumber(99) })
+    }
+  }
+}

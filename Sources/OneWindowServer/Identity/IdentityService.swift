@@ -16,6 +16,10 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
   let passwords = PasswordWork()
   var codePolicy = LoginCodePolicy()
   var lockoutPolicy = LoginLockoutPolicy()
+  /// Per-address limits where no account is involved yet: each code request and registration
+  /// writes a row, so one caller must not be able to write them for arbitrary phones.
+  let codeRequestsPerPeer = PeerLimiter(limit: 30, window: 600, what: "login code requests")
+  let registrationsPerPeer = PeerLimiter(limit: 20, window: 3600, what: "registrations")
 
   func registerCitizen(
     request: Onewindow_V1_RegisterCitizenRequest, context: ServerContext
@@ -24,6 +28,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
     let phone = try PhoneNumber(request.phone)
     let idNumber = try ResidentIDNumber(request.idNumber)
     if !request.password.isEmpty { try PasswordHashing.validateNewPassword(request.password) }
+    try registrationsPerPeer.admit(context, now: clock.now())
     let hash = request.password.isEmpty ? nil : try await passwords.hash(request.password)
     let now = clock.now()
     let account = try await store.createAccount(NewAccount(
@@ -58,11 +63,12 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
   ) async throws -> Onewindow_V1_RequestLoginCodeResponse {
     let phone = try PhoneNumber(request.phone)
     let now = clock.now()
+    try codeRequestsPerPeer.admit(context, now: now)
     let code = LoginCodePolicy.generateCode()
     // The rate limit applies to unregistered phones too, and the answer is the same either way.
     switch try await store.issueLoginCode(phone: phone.value, codeHash: OpaqueToken.hash(code), policy: codePolicy, now: now) {
     case .rateLimited(let wait):
-      throw Self.rateLimited("too many login codes for this phone", retryAfter: wait)
+      throw RateLimited.error("too many login codes for this phone", retryAfter: wait)
     case .issued(let expiresAt):
       if try await store.citizenID(phone: phone.value) != nil {
         try await codeSender.send(code: code, to: phone)
@@ -89,7 +95,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
     case .noActiveCode:
       throw RPCError(code: .unauthenticated, message: "code is wrong or expired: request a new one")
     case .exhausted:
-      throw Self.rateLimited("too many wrong codes: request a new code", retryAfter: codePolicy.minInterval)
+      throw RateLimited.error("too many wrong codes: request a new code", retryAfter: codePolicy.minInterval)
     }
   }
 
@@ -108,13 +114,13 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
       throw RPCError(code: .unauthenticated, message: "login name or password is wrong")
     }
     if let wait = lockoutPolicy.lockedFor(credentials.lockout, now: now) {
-      throw Self.rateLimited("account temporarily locked after repeated failed logins", retryAfter: wait)
+      throw RateLimited.error("account temporarily locked after repeated failed logins", retryAfter: wait)
     }
     guard try await passwords.verify(request.password, against: hash) else {
       let state = try await store.recordLoginFailure(accountID: credentials.account.id, policy: lockoutPolicy, now: now)
       if let wait = lockoutPolicy.lockedFor(state, now: now) {
         logger.warning("account locked after failed logins", metadata: ["account": "\(credentials.account.id)"])
-        throw Self.rateLimited("account temporarily locked after repeated failed logins", retryAfter: wait)
+        throw RateLimited.error("account temporarily locked after repeated failed logins", retryAfter: wait)
       }
       throw RPCError(code: .unauthenticated, message: "login name or password is wrong")
     }
@@ -236,12 +242,6 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
     let id = raw.trimmingWhitespace()
     guard ULID.isValid(id) else { throw ValidationError("account_id", "must be a 26-character account id") }
     return id
-  }
-
-  static func rateLimited(_ message: String, retryAfter: TimeInterval) -> RPCError {
-    let seconds = max(1, Int(retryAfter.rounded(.up)))
-    return RPCError(
-      code: .resourceExhausted, message: "\(message); retry after \(seconds) s", metadata: ["retry-after": "\(seconds)"])
   }
 }
 
