@@ -80,6 +80,8 @@ public protocol IdentityStore: Sendable {
 
   /// Applies the rate-limit policy and stores the hashed code in one transaction.
   func issueLoginCode(phone: String, codeHash: String, policy: LoginCodePolicy, now: Date) async throws -> LoginCodeIssue
+  /// Deletes a just-issued code whose delivery failed, as if it had never been issued.
+  func withdrawLoginCode(phone: String, codeHash: String) async throws
   /// Checks a code against the phone's active code; counts attempts and consumes it on success.
   func checkLoginCode(phone: String, codeHash: String, policy: LoginCodePolicy, now: Date) async throws -> LoginCodeCheck
 

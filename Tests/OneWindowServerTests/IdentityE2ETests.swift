@@ -3,6 +3,8 @@ import GRPCCore
 import OneWindowAPI
 import OneWindowClient
 import OneWindowCore
+import OneWindowServer
+import Synchronization
 import Testing
 
 @Suite struct IdentityE2ETests {
@@ -230,6 +232,38 @@ import Testing
       env.clock.advance(by: 3601)
       _ = try await env.identity.requestLoginCode(.with { $0.phone = "13799999999" })
       _ = try await env.identity.registerCitizen(.with { $0.name = "多余"; $0.phone = "13699999999"; $0.idNumber = idNumber(99) })
+    }
+  }
+}
+
+/// Fails the first send (a gateway outage), then delivers by remembering the code.
+final class FlakyCodeSender: LoginCodeSender {
+  private let state = Mutex<(failuresLeft: Int, delivered: [String])>((1, []))
+
+  func send(code: String, to phone: PhoneNumber) async throws {
+    let fail = state.withLock { s -> Bool in
+      if s.failuresLeft > 0 { s.failuresLeft -= 1; return true }
+      s.delivered.append(code)
+      return false
+    }
+    if fail { throw CancellationError() }
+  }
+
+  var lastDelivered: String? { state.withLock { $0.delivered.last } }
+}
+
+@Suite struct CodeDeliveryE2ETests {
+  @Test func aFailedSendLeavesNoCodeAndCanBeRetriedAtOnce() async throws {
+    let sender = FlakyCodeSender()
+    try await TestEnvironment.run(codeSender: sender) { (env) async throws in
+      let phone = "13900000041"
+      _ = try await env.identity.registerCitizen(.with { $0.name = "吴九"; $0.phone = phone; $0.idNumber = "11010519491231002X" })
+      await expectRPCError(.unavailable) { try await env.identity.requestLoginCode(.with { $0.phone = phone }) }
+      #expect(try await env.count("login_codes") == 0)
+      // No 60-second wait: the failed attempt was withdrawn.
+      _ = try await env.identity.requestLoginCode(.with { $0.phone = phone })
+      let code = try #require(sender.lastDelivered)
+      _ = try await env.identity.loginWithCode(.with { $0.phone = phone; $0.code = code })
     }
   }
 }

@@ -71,7 +71,15 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
       throw RateLimited.error("too many login codes for this phone", retryAfter: wait)
     case .issued(let expiresAt):
       if try await store.citizenID(phone: phone.value) != nil {
-        try await codeSender.send(code: code, to: phone)
+        do {
+          try await codeSender.send(code: code, to: phone)
+        } catch {
+          // Undo the issue, so the failed attempt neither counts against the phone's limits
+          // nor leaves a code nobody received.
+          try await store.withdrawLoginCode(phone: phone.value, codeHash: OpaqueToken.hash(code))
+          logger.error("login code could not be sent", metadata: ["phone": "\(phone.masked)", "error": "\(String(reflecting: type(of: error)))"])
+          throw RPCError(code: .unavailable, message: "the code could not be sent; try again")
+        }
       }
       return .with {
         $0.expiresAt = .init(expiresAt)
@@ -199,7 +207,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
     let staff = try await StaffAccounts.create(
       role: role, username: request.username, displayName: request.displayName,
       departmentCode: request.departmentCode, password: request.password,
-      store: store, catalog: catalog, passwords: passwords, now: clock.now())
+      store: store, catalog: catalog, now: clock.now())
     logger.info("staff account created", metadata: ["account": "\(staff.account.id)", "role": "\(role.rawValue)"])
     return .with {
       $0.account = Onewindow_V1_Account(staff.account)
@@ -257,15 +265,6 @@ public enum StaffAccounts {
     role: Role, username: String, displayName: String, departmentCode: String, password: String,
     store: any IdentityStore, catalog: any CatalogStore, now: Date
   ) async throws -> Created {
-    try await create(
-      role: role, username: username, displayName: displayName, departmentCode: departmentCode, password: password,
-      store: store, catalog: catalog, passwords: PasswordWork(), now: now)
-  }
-
-  static func create(
-    role: Role, username: String, displayName: String, departmentCode: String, password: String,
-    store: any IdentityStore, catalog: any CatalogStore, passwords: PasswordWork, now: Date
-  ) async throws -> Created {
     guard role.isStaff else { throw ValidationError("role", "must be admin or caseworker") }
     let username = try AccountRules.username(username)
     let displayName = try AccountRules.personName(displayName, field: "display_name")
@@ -288,7 +287,7 @@ public enum StaffAccounts {
     } else {
       try PasswordHashing.validateNewPassword(clear)
     }
-    let hash = try await passwords.hash(clear)
+    let hash = try await PasswordWork().hash(clear)
     let account = try await store.createAccount(NewAccount(
       account: Account(
         id: ULID.make(at: now), role: role, displayName: displayName, departmentCode: department, username: username,

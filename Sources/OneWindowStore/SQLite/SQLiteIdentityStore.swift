@@ -154,6 +154,14 @@ struct SQLiteIdentityStore: IdentityStore {
     }
   }
 
+  func withdrawLoginCode(phone: String, codeHash: String) async throws {
+    try await pool.write { db in
+      try db.execute(
+        sql: "DELETE FROM login_codes WHERE phone = ? AND code_hash = ? AND closed_at IS NULL AND attempts = 0",
+        arguments: [phone, codeHash])
+    }
+  }
+
   func checkLoginCode(phone: String, codeHash: String, policy: LoginCodePolicy, now: Date) async throws -> LoginCodeCheck {
     try await pool.write { db in
       guard let row = try Row.fetchOne(
