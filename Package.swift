@@ -14,6 +14,7 @@ let package = Package(
     .executable(name: "owctl", targets: ["owctl"]),
     .executable(name: "owbench", targets: ["owbench"]),
     .library(name: "OneWindowClient", targets: ["OneWindowClient"]),
+    .library(name: "OneWindowClientPosix", targets: ["OneWindowClientPosix"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
@@ -74,11 +75,22 @@ let package = Package(
       resources: [.copy("Resources/demo-catalog.json")],
       swiftSettings: swiftSettings
     ),
-    // Client-side helpers shared by owctl, owbench and the tests: connection, credentials.
+    // The client SDK an app embeds: credentials, the sync engine and its local replica. Generic
+    // over the gRPC transport (no NIO Posix), so an iOS app can use another one.
     .target(
       name: "OneWindowClient",
       dependencies: [
-        "OneWindowAPI",
+        "OneWindowAPI", "OneWindowCore",
+        .product(name: "GRPCCore", package: "grpc-swift-2"),
+        .product(name: "GRDB", package: "GRDB.swift"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // Connecting over the HTTP/2 Posix transport (Linux, macOS command-line tools): owctl, owbench, tests.
+    .target(
+      name: "OneWindowClientPosix",
+      dependencies: [
+        "OneWindowClient", "OneWindowAPI",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       ],
@@ -96,7 +108,7 @@ let package = Package(
     .executableTarget(
       name: "owctl",
       dependencies: [
-        "OneWindowClient", "OneWindowAPI",
+        "OneWindowClient", "OneWindowClientPosix", "OneWindowAPI", "OneWindowCore",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -107,7 +119,7 @@ let package = Package(
     .executableTarget(
       name: "owbench",
       dependencies: [
-        "OneWindowClient", "OneWindowAPI",
+        "OneWindowClient", "OneWindowClientPosix", "OneWindowAPI", "OneWindowCore",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -127,7 +139,7 @@ let package = Package(
     .testTarget(
       name: "OneWindowServerTests",
       dependencies: [
-        "OneWindowServer", "OneWindowClient", "OneWindowAPI", "OneWindowStore", "OneWindowCore",
+        "OneWindowServer", "OneWindowClient", "OneWindowClientPosix", "OneWindowAPI", "OneWindowStore", "OneWindowCore",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
       ],

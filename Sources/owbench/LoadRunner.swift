@@ -1,7 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Histogram
-import OneWindowClient
+import OneWindowClientPosix
 
 typealias BenchClient = GRPCClient<HTTP2ClientTransport.Posix>
 

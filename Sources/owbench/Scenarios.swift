@@ -1,7 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import OneWindowAPI
-import OneWindowClient
+import OneWindowClientPosix
 
 /// The scenarios owbench knows. Adding one: a name and a setup that returns the call.
 enum Scenarios {

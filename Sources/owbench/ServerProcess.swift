@@ -3,7 +3,7 @@ import GRPCCore
 import Synchronization
 import GRPCNIOTransportHTTP2Posix
 import OneWindowAPI
-import OneWindowClient
+import OneWindowClientPosix
 
 #if canImport(Glibc)
 import Glibc

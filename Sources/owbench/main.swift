@@ -3,7 +3,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import OneWindowAPI
-import OneWindowClient
+import OneWindowClientPosix
 
 struct OWBench: AsyncParsableCommand {
   static let configuration = CommandConfiguration(

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import OneWindowAPI
-import OneWindowClient
+import OneWindowClientPosix
 
 struct CatalogCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(

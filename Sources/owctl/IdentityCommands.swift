@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import GRPCCore
 import OneWindowAPI
-import OneWindowClient
+import OneWindowClientPosix
 
 struct HealthCommand: OwctlCommand {
   static let configuration = CommandConfiguration(

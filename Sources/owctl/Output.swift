@@ -1,6 +1,6 @@
 import Foundation
 import GRPCCore
-import OneWindowClient
+import OneWindowClientPosix
 import SwiftProtobuf
 
 /// Writes to the standard streams (never the C `stdout`/`stderr` globals).

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import OneWindowClient
+import OneWindowClientPosix
 
 /// `owctl`: the terminal client of OneWindow.
 @main

@@ -2,7 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import OneWindowAPI
-import OneWindowClient
+import OneWindowClientPosix
 
 /// The credentials of one login, as saved on disk.
 struct SavedSession: Codable, Sendable {

@@ -190,12 +190,15 @@ struct SplitMix: RandomNumberGenerator {
   }
 
   @Test func cursorsRoundTripAndRejectForgeries() throws {
-    let cursor = SyncCursor(epoch: 0xDEAD_BEEF, sequence: 123_456_789_012)
+    let cursor = SyncCursor(epoch: 0xDEAD_BEEF, sequence: 123_456_789_012, audiences: 0x0102_0304)
     #expect(try SyncCursor.decode(cursor.encoded) == cursor)
+    #expect(cursor.encoded.count == 23)
     #expect(try SyncCursor.decode("") == nil)
     #expect(throws: ValidationError.self) { try SyncCursor.decode("garbage!") }
-    #expect(throws: ValidationError.self) { try SyncCursor.decode(Base64URL.encode([2] + [UInt8](repeating: 0, count: 12))) }
-    #expect(throws: ValidationError.self) { try SyncCursor.decode(Base64URL.encode([1] + [UInt8](repeating: 0xFF, count: 12))) }
+    #expect(throws: ValidationError.self) { try SyncCursor.decode(Base64URL.encode([2] + [UInt8](repeating: 0, count: 16))) }
+    #expect(throws: ValidationError.self) { try SyncCursor.decode(Base64URL.encode([1] + [UInt8](repeating: 0, count: 12))) }
+    // A negative sequence cannot come from this server.
+    #expect(throws: ValidationError.self) { try SyncCursor.decode(Base64URL.encode([1] + [UInt8](repeating: 0xFF, count: 16))) }
   }
 
   @Test func checksumsIgnoreOrderButNotContent() {

@@ -1,7 +1,7 @@
 import Foundation
 import GRPCCore
 import OneWindowAPI
-import OneWindowClient
+import OneWindowClientPosix
 import OneWindowCore
 @testable import OneWindowServer
 import Testing

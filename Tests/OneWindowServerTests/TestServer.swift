@@ -5,7 +5,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
 import OneWindowAPI
-import OneWindowClient
+import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import OneWindowStore

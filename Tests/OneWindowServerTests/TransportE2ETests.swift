@@ -2,7 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import OneWindowAPI
-import OneWindowClient
+import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import Testing

@@ -178,6 +178,19 @@ public enum Onewindow_V1_IdentityService: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "MoveCaseworker" metadata.
+        public enum MoveCaseworker: Sendable {
+            /// Request type for "MoveCaseworker".
+            public typealias Input = Onewindow_V1_MoveCaseworkerRequest
+            /// Response type for "MoveCaseworker".
+            public typealias Output = Onewindow_V1_Account
+            /// Descriptor for "MoveCaseworker".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "onewindow.v1.IdentityService"),
+                method: "MoveCaseworker",
+                type: .unary
+            )
+        }
         /// Descriptors for all methods in the "onewindow.v1.IdentityService" service.
         public static let descriptors: [GRPCCore.MethodDescriptor] = [
             RegisterCitizen.descriptor,
@@ -191,7 +204,8 @@ public enum Onewindow_V1_IdentityService: Sendable {
             ChangePassword.descriptor,
             VerifyIdentity.descriptor,
             CreateStaffAccount.descriptor,
-            GetAccount.descriptor
+            GetAccount.descriptor,
+            MoveCaseworker.descriptor
         ]
     }
 }
@@ -451,6 +465,25 @@ extension Onewindow_V1_IdentityService {
             request: GRPCCore.StreamingServerRequest<Onewindow_V1_GetAccountRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<Onewindow_V1_Account>
+
+        /// Handle the "MoveCaseworker" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Administrators only. Moves a caseworker to another department: from their next request they
+        /// > see that department's shared records and no longer the old one's (synced devices reset).
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `Onewindow_V1_MoveCaseworkerRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `Onewindow_V1_Account` messages.
+        func moveCaseworker(
+            request: GRPCCore.StreamingServerRequest<Onewindow_V1_MoveCaseworkerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<Onewindow_V1_Account>
     }
 
     /// Service protocol for the "onewindow.v1.IdentityService" service.
@@ -694,6 +727,25 @@ extension Onewindow_V1_IdentityService {
             request: GRPCCore.ServerRequest<Onewindow_V1_GetAccountRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<Onewindow_V1_Account>
+
+        /// Handle the "MoveCaseworker" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Administrators only. Moves a caseworker to another department: from their next request they
+        /// > see that department's shared records and no longer the old one's (synced devices reset).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Onewindow_V1_MoveCaseworkerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `Onewindow_V1_Account` message.
+        func moveCaseworker(
+            request: GRPCCore.ServerRequest<Onewindow_V1_MoveCaseworkerRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<Onewindow_V1_Account>
     }
 
     /// Simple service protocol for the "onewindow.v1.IdentityService" service.
@@ -935,6 +987,25 @@ extension Onewindow_V1_IdentityService {
             request: Onewindow_V1_GetAccountRequest,
             context: GRPCCore.ServerContext
         ) async throws -> Onewindow_V1_Account
+
+        /// Handle the "MoveCaseworker" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Administrators only. Moves a caseworker to another department: from their next request they
+        /// > see that department's shared records and no longer the old one's (synced devices reset).
+        ///
+        /// - Parameters:
+        ///   - request: A `Onewindow_V1_MoveCaseworkerRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `Onewindow_V1_Account` to respond with.
+        func moveCaseworker(
+            request: Onewindow_V1_MoveCaseworkerRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> Onewindow_V1_Account
     }
 }
 
@@ -1074,6 +1145,17 @@ extension Onewindow_V1_IdentityService.StreamingServiceProtocol {
                 )
             }
         )
+        router.registerHandler(
+            forMethod: Onewindow_V1_IdentityService.Method.MoveCaseworker.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Onewindow_V1_MoveCaseworkerRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<Onewindow_V1_Account>(),
+            handler: { request, context in
+                try await self.moveCaseworker(
+                    request: request,
+                    context: context
+                )
+            }
+        )
     }
 }
 
@@ -1206,6 +1288,17 @@ extension Onewindow_V1_IdentityService.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<Onewindow_V1_Account> {
         let response = try await self.getAccount(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func moveCaseworker(
+        request: GRPCCore.StreamingServerRequest<Onewindow_V1_MoveCaseworkerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<Onewindow_V1_Account> {
+        let response = try await self.moveCaseworker(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1365,6 +1458,19 @@ extension Onewindow_V1_IdentityService.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<Onewindow_V1_Account> {
         return GRPCCore.ServerResponse<Onewindow_V1_Account>(
             message: try await self.getAccount(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func moveCaseworker(
+        request: GRPCCore.ServerRequest<Onewindow_V1_MoveCaseworkerRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<Onewindow_V1_Account> {
+        return GRPCCore.ServerResponse<Onewindow_V1_Account>(
+            message: try await self.moveCaseworker(
                 request: request.message,
                 context: context
             ),
@@ -1671,6 +1777,30 @@ extension Onewindow_V1_IdentityService {
         func getAccount<Result>(
             request: GRPCCore.ClientRequest<Onewindow_V1_GetAccountRequest>,
             serializer: some GRPCCore.MessageSerializer<Onewindow_V1_GetAccountRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Onewindow_V1_Account>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Onewindow_V1_Account>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "MoveCaseworker" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Administrators only. Moves a caseworker to another department: from their next request they
+        /// > see that department's shared records and no longer the old one's (synced devices reset).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Onewindow_V1_MoveCaseworkerRequest` message.
+        ///   - serializer: A serializer for `Onewindow_V1_MoveCaseworkerRequest` messages.
+        ///   - deserializer: A deserializer for `Onewindow_V1_Account` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func moveCaseworker<Result>(
+            request: GRPCCore.ClientRequest<Onewindow_V1_MoveCaseworkerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Onewindow_V1_MoveCaseworkerRequest>,
             deserializer: some GRPCCore.MessageDeserializer<Onewindow_V1_Account>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Onewindow_V1_Account>) async throws -> Result
@@ -2118,6 +2248,41 @@ extension Onewindow_V1_IdentityService {
                 onResponse: handleResponse
             )
         }
+
+        /// Call the "MoveCaseworker" method.
+        ///
+        /// > Source IDL Documentation:
+        /// >
+        /// > Administrators only. Moves a caseworker to another department: from their next request they
+        /// > see that department's shared records and no longer the old one's (synced devices reset).
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `Onewindow_V1_MoveCaseworkerRequest` message.
+        ///   - serializer: A serializer for `Onewindow_V1_MoveCaseworkerRequest` messages.
+        ///   - deserializer: A deserializer for `Onewindow_V1_Account` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func moveCaseworker<Result>(
+            request: GRPCCore.ClientRequest<Onewindow_V1_MoveCaseworkerRequest>,
+            serializer: some GRPCCore.MessageSerializer<Onewindow_V1_MoveCaseworkerRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<Onewindow_V1_Account>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Onewindow_V1_Account>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Onewindow_V1_IdentityService.Method.MoveCaseworker.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
     }
 }
 
@@ -2477,6 +2642,36 @@ extension Onewindow_V1_IdentityService.ClientProtocol {
         try await self.getAccount(
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<Onewindow_V1_GetAccountRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<Onewindow_V1_Account>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "MoveCaseworker" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Administrators only. Moves a caseworker to another department: from their next request they
+    /// > see that department's shared records and no longer the old one's (synced devices reset).
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `Onewindow_V1_MoveCaseworkerRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func moveCaseworker<Result>(
+        request: GRPCCore.ClientRequest<Onewindow_V1_MoveCaseworkerRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Onewindow_V1_Account>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.moveCaseworker(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<Onewindow_V1_MoveCaseworkerRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<Onewindow_V1_Account>(),
             options: options,
             onResponse: handleResponse
@@ -2888,6 +3083,40 @@ extension Onewindow_V1_IdentityService.ClientProtocol {
             metadata: metadata
         )
         return try await self.getAccount(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "MoveCaseworker" method.
+    ///
+    /// > Source IDL Documentation:
+    /// >
+    /// > Administrators only. Moves a caseworker to another department: from their next request they
+    /// > see that department's shared records and no longer the old one's (synced devices reset).
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func moveCaseworker<Result>(
+        _ message: Onewindow_V1_MoveCaseworkerRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<Onewindow_V1_Account>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<Onewindow_V1_MoveCaseworkerRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.moveCaseworker(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -379,6 +379,21 @@ public nonisolated struct Onewindow_V1_GetAccountRequest: Sendable {
   public init() {}
 }
 
+public nonisolated struct Onewindow_V1_MoveCaseworkerRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var accountID: String = String()
+
+  /// An existing department's code.
+  public var departmentCode: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "onewindow.v1"
@@ -1079,6 +1094,41 @@ nonisolated extension Onewindow_V1_GetAccountRequest: SwiftProtobuf.Message, Swi
 
   public static func ==(lhs: Onewindow_V1_GetAccountRequest, rhs: Onewindow_V1_GetAccountRequest) -> Bool {
     if lhs.accountID != rhs.accountID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Onewindow_V1_MoveCaseworkerRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".MoveCaseworkerRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}account_id\0\u{3}department_code\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.accountID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.departmentCode) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.accountID.isEmpty {
+      try visitor.visitSingularStringField(value: self.accountID, fieldNumber: 1)
+    }
+    if !self.departmentCode.isEmpty {
+      try visitor.visitSingularStringField(value: self.departmentCode, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Onewindow_V1_MoveCaseworkerRequest, rhs: Onewindow_V1_MoveCaseworkerRequest) -> Bool {
+    if lhs.accountID != rhs.accountID {return false}
+    if lhs.departmentCode != rhs.departmentCode {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -47,20 +47,23 @@ public struct CollectionSpec: Sendable, Equatable {
   /// nil: schemaless (any field names and values within the limits).
   public var fields: [FieldSpec]?
   public var maxRecordBytes: Int
+  /// Only the server writes it (published data, conflict records); devices only read.
+  public var serverWritten: Bool
 
   public init(
     name: String, scope: AudienceScope, policy: ConflictPolicy = .fieldLWW, fields: [FieldSpec]? = nil,
-    maxRecordBytes: Int = SyncLimits.maxRecordBytes
+    maxRecordBytes: Int = SyncLimits.maxRecordBytes, serverWritten: Bool = false
   ) {
     self.name = name
     self.scope = scope
     self.policy = policy
     self.fields = fields
     self.maxRecordBytes = maxRecordBytes
+    self.serverWritten = serverWritten || scope == .public
   }
 
-  /// Clients never write public collections: the server publishes them.
-  public var clientWritable: Bool { scope != .public }
+  /// Devices may push to it. Public collections are always server-written.
+  public var clientWritable: Bool { !serverWritten }
 
   /// Checks the fields an upsert sets. `creating`: the record does not exist yet (or is a
   /// tombstone), so every required field must be present.
@@ -104,7 +107,12 @@ public struct CollectionSpec: Sendable, Equatable {
 /// Every syncable collection, declared in this one place.
 public enum SyncCollections {
   /// Published service guides, so the app can browse every guide offline. Server-written.
+  /// Record id: the item code. Fields: code, name, department_code, item_version, and `item`, the
+  /// serialized `onewindow.v1.ServiceItem` with the full guide.
   public static let catalogItems = CollectionSpec(name: "catalog.items", scope: .public, policy: .serverWins)
+  /// Open manual-policy conflicts of an account, written by the server when a push collides and
+  /// tombstoned when resolved, so they reach every device of the owner. Fields: see `SyncConflict`.
+  public static let conflicts = CollectionSpec(name: "sync.conflicts", scope: .private, serverWritten: true)
   /// Per-account settings (language, notification choices …): any fields.
   public static let preferences = CollectionSpec(name: "preferences", scope: .private)
   /// Service items an account saved for later.
@@ -121,7 +129,7 @@ public enum SyncCollections {
       FieldSpec("photos", .list),
     ])
 
-  public static let all: [CollectionSpec] = [catalogItems, preferences, favorites, siteInspections]
+  public static let all: [CollectionSpec] = [catalogItems, conflicts, preferences, favorites, siteInspections]
 
   public static func named(_ name: String) -> CollectionSpec? { all.first { $0.name == name } }
 }

@@ -17,38 +17,45 @@ public enum MutationOrder: Sendable, Equatable {
 
 /// A position in the server's change log, opaque to clients. It carries the log's epoch (a
 /// random id made when the database was created) so that a cursor from another database — a
-/// restored backup, a different server — is refused with a reset instead of silently skipping.
+/// restored backup, a different server — is refused with a reset instead of silently skipping,
+/// and a fingerprint of the caller's audiences when it was issued, so a caller whose access
+/// changed (moved department) is reset and purges what it may no longer see.
 public struct SyncCursor: Sendable, Equatable {
   public var epoch: UInt32
   /// The last server sequence number the client has.
   public var sequence: Int64
+  /// `SyncPrincipal.audienceFingerprint` of the caller the cursor was issued to.
+  public var audiences: UInt32
 
-  public init(epoch: UInt32, sequence: Int64) {
+  public init(epoch: UInt32, sequence: Int64, audiences: UInt32 = 0) {
     self.epoch = epoch
     self.sequence = sequence
+    self.audiences = audiences
   }
 
   static let formatVersion: UInt8 = 1
 
-  /// base64url of: format (1 byte), epoch (4 bytes), sequence (8 bytes), big-endian.
+  /// base64url of: format (1 byte), epoch (4), sequence (8), audiences (4), big-endian.
   public var encoded: String {
     var bytes: [UInt8] = [Self.formatVersion]
     for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: epoch >> UInt32(shift))) }
     for shift in stride(from: 56, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: UInt64(bitPattern: sequence) >> UInt64(shift))) }
+    for shift in stride(from: 24, through: 0, by: -8) { bytes.append(UInt8(truncatingIfNeeded: audiences >> UInt32(shift))) }
     return Base64URL.encode(bytes)
   }
 
   /// The empty cursor "" means "from the beginning" and decodes to nil.
   public static func decode(_ text: String, field: String = "cursor") throws(ValidationError) -> SyncCursor? {
     if text.isEmpty { return nil }
-    guard let bytes = Base64URL.decode(text), bytes.count == 13, bytes[0] == formatVersion else {
+    guard let bytes = Base64URL.decode(text), bytes.count == 17, bytes[0] == formatVersion else {
       throw ValidationError(field, "is not a cursor this server issued; start from an empty cursor")
     }
     let epoch = bytes[1..<5].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
     let raw = bytes[5..<13].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+    let audiences = bytes[13..<17].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
     let sequence = Int64(bitPattern: raw)
     guard sequence >= 0 else { throw ValidationError(field, "is not a cursor this server issued; start from an empty cursor") }
-    return SyncCursor(epoch: epoch, sequence: sequence)
+    return SyncCursor(epoch: epoch, sequence: sequence, audiences: audiences)
   }
 }
 
