@@ -7,6 +7,7 @@ public protocol Store: Sendable {
   var identity: any IdentityStore { get }
   var catalog: any CatalogStore { get }
   var outbox: any OutboxStore { get }
+  var sync: any SyncStore { get }
   /// Flushes and closes the database; call once after the server has drained.
   func close() async throws
 }
@@ -21,6 +22,8 @@ public enum StoreError: Error, Equatable, Sendable {
   case versionConflict(current: Int64)
   /// The operation is not allowed in the row's current state.
   case failedPrecondition(String)
+  /// The caller may not touch this row (it belongs to someone else).
+  case permissionDenied(String)
 }
 
 // MARK: - Identity
@@ -77,6 +80,9 @@ public protocol IdentityStore: Sendable {
   /// Sets a new password hash and revokes every session family of the account except `keepFamily`.
   func changePassword(accountID: String, newHash: String, keepFamily: String?, now: Date) async throws
   func setTrustLevel(accountID: String, level: Int, now: Date) async throws -> Account
+  /// Moves a caseworker to another department. `notFound` for an unknown account or department,
+  /// `failedPrecondition` when the account is not a caseworker.
+  func moveCaseworker(accountID: String, departmentCode: String, now: Date) async throws -> Account
 
   /// Applies the rate-limit policy and stores the hashed code in one transaction.
   func issueLoginCode(phone: String, codeHash: String, policy: LoginCodePolicy, now: Date) async throws -> LoginCodeIssue

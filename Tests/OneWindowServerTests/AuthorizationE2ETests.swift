@@ -39,6 +39,7 @@ import Testing
       Onewindow_V1_IdentityService.Method.descriptors,
       Onewindow_V1_CatalogService.Method.descriptors,
       Grpc_Health_V1_Health.Method.descriptors,
+      Onewindow_V1_SyncService.Method.descriptors,
     ]
     for method in services.flatMap({ $0 }) {
       #expect(AccessPolicy.access(for: method) != nil, "no access rule for \(method)")

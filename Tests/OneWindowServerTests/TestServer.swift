@@ -31,6 +31,7 @@ struct TestEnvironment: Sendable {
   var identity: Onewindow_V1_IdentityService.Client<HTTP2ClientTransport.Posix> { clients.identity }
   var catalog: Onewindow_V1_CatalogService.Client<HTTP2ClientTransport.Posix> { clients.catalog }
   var health: Grpc_Health_V1_Health.Client<HTTP2ClientTransport.Posix> { clients.health }
+  var sync: Onewindow_V1_SyncService.Client<HTTP2ClientTransport.Posix> { clients.sync }
 
   static func run<T: Sendable>(
     configure: (inout ServerConfig) -> Void = { _ in },
@@ -87,6 +88,15 @@ struct TestEnvironment: Sendable {
       role: .admin, username: username, displayName: "管理员", departmentCode: "", password: "Admin-pass-1",
       store: store.identity, catalog: store.catalog, now: Date())
     return try await identity.loginWithPassword(.with { $0.login = username; $0.password = "Admin-pass-1" })
+  }
+
+  /// Creates a caseworker of `department` (created if missing) directly in the store and logs in.
+  func caseworkerSession(username: String, department: String = "D-MARKET") async throws -> Onewindow_V1_Session {
+    _ = try await store.catalog.upsertDepartment(Department(code: department, name: "部门 \(department)"), now: Date())
+    _ = try await StaffAccounts.create(
+      role: .caseworker, username: username, displayName: "办事员", departmentCode: department, password: "Worker-pass-1",
+      store: store.identity, catalog: store.catalog, now: Date())
+    return try await identity.loginWithPassword(.with { $0.login = username; $0.password = "Worker-pass-1" })
   }
 
   /// The newest SMS login code queued for `phone` in the development outbox.

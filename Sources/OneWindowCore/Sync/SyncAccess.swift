@@ -31,10 +31,12 @@ public struct SyncPrincipal: Sendable, Equatable {
     return labels.sorted()
   }
 
-  /// A fingerprint of `audiences`, carried in cursors: when it changes, the caller's replica
-  /// holds records it may no longer see and must be reset.
-  public var audienceFingerprint: UInt32 {
-    let digest = SHA256.hash(data: Array(audiences.joined(separator: "\n").utf8))
+  /// A fingerprint of `audiences` and the collection filter, carried in cursors. When it
+  /// changes, the replica may hold records the caller can no longer see (moved department), or
+  /// lack records of a newly requested collection from before the cursor: it must be reset.
+  public func cursorFingerprint(collections: [String]?) -> UInt32 {
+    let filter = (collections ?? []).sorted().joined(separator: ",")
+    let digest = SHA256.hash(data: Array((audiences.joined(separator: "\n") + "\n|" + filter).utf8))
     return digest.prefix(4).reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
   }
 

@@ -69,8 +69,13 @@ public struct ReplicaChecksum: Sendable, Equatable {
   public init() {}
 
   public mutating func add(id: String, values: [String: SyncValue]) {
+    add(hash: Self.hash(id: id, values: values))
+  }
+
+  /// Adds a record by its precomputed `hash(id:values:)` (stores keep it beside the record).
+  public mutating func add(hash: UInt64) {
     count += 1
-    sum &+= Self.hash(id: id, values: values)
+    sum &+= hash
   }
 
   public static func hash(id: String, values: [String: SyncValue]) -> UInt64 {
@@ -83,4 +88,25 @@ public struct ReplicaChecksum: Sendable, Equatable {
 
   /// Lowercase hex of the sum, as sent on the wire.
   public var hex: String { Hex.encode((0..<8).map { UInt8(truncatingIfNeeded: sum >> UInt64(56 - 8 * $0)) }) }
+}
+
+/// Why a cursor cannot be continued and the client must re-download a snapshot.
+public enum ResetReason: String, Sendable, Equatable {
+  /// Older than the retention horizon: deletes it needs were compacted away.
+  case cursorExpired = "cursor_expired"
+  /// From another database (restored backup, another server), or ahead of this log.
+  case epochChanged = "epoch_changed"
+  /// Issued for other audiences or another collection filter: the replica may hold records
+  /// the caller can no longer see.
+  case accessChanged = "access_changed"
+
+  /// The reset a cursor needs against the log (`epoch`, last `sequence`, compaction `horizon`)
+  /// for a caller whose fingerprint is `audiences`; nil when it can be continued.
+  public static func check(_ cursor: SyncCursor?, epoch: UInt32, sequence: Int64, horizon: Int64, audiences: UInt32) -> ResetReason? {
+    guard let cursor else { return nil }
+    if cursor.epoch != epoch || cursor.sequence > sequence { return .epochChanged }
+    if cursor.audiences != audiences { return .accessChanged }
+    if cursor.sequence < horizon { return .cursorExpired }
+    return nil
+  }
 }

@@ -313,6 +313,9 @@ public struct ConflictResolution: Sendable, Equatable {
       guard byName[name] != nil else { throw ValidationError("values.\(name)", "is not a field of this conflict") }
       out[name] = value
     }
+    if let spec = SyncCollections.named(conflict.collection) {
+      try spec.validate(out, creating: false)
+    }
     return out
   }
 

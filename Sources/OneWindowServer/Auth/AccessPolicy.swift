@@ -20,6 +20,7 @@ public enum AccessPolicy {
   typealias Identity = Onewindow_V1_IdentityService.Method
   typealias Catalog = Onewindow_V1_CatalogService.Method
   typealias Health = Grpc_Health_V1_Health.Method
+  typealias Sync = Onewindow_V1_SyncService.Method
 
   static let admin: Access = .roles([.admin])
 
@@ -40,6 +41,7 @@ public enum AccessPolicy {
       Identity.VerifyIdentity.descriptor: admin,
       Identity.CreateStaffAccount.descriptor: admin,
       Identity.GetAccount.descriptor: .authenticated,
+      Identity.MoveCaseworker.descriptor: admin,
 
       Catalog.ListDepartments.descriptor: .public,
       Catalog.UpsertDepartment.descriptor: admin,
@@ -50,6 +52,15 @@ public enum AccessPolicy {
       Catalog.UpdateItem.descriptor: admin,
       Catalog.PublishItem.descriptor: admin,
       Catalog.WithdrawItem.descriptor: admin,
+
+      // Audience and ownership are enforced per record by the sync write rules.
+      Sync.ListCollections.descriptor: .authenticated,
+      Sync.Pull.descriptor: .authenticated,
+      Sync.Push.descriptor: .authenticated,
+      Sync.Watch.descriptor: .authenticated,
+      Sync.Verify.descriptor: .authenticated,
+      Sync.ListConflicts.descriptor: .authenticated,
+      Sync.ResolveConflict.descriptor: .authenticated,
     ]
     return Dictionary(uniqueKeysWithValues: t.map { ($0.key.fullyQualifiedMethod, $0.value) })
   }()

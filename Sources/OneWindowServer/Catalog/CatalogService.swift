@@ -9,6 +9,7 @@ import OneWindowStore
 struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
   let store: any CatalogStore
   let published: PublishedCatalog
+  let syncPublisher: CatalogSyncPublisher
   let clock: any WallClock
   let logger: Logger
 
@@ -27,6 +28,7 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
     let department = try Department.validated(code: request.department.code, name: request.department.name)
     let saved = try await store.upsertDepartment(department, now: clock.now())
     try await published.reload()
+    await syncPublisher.refreshLoggingFailure()
     return Onewindow_V1_Department(saved)
   }
 
@@ -133,6 +135,7 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
 
   func written(_ item: ServiceItem, _ what: String) async throws -> Onewindow_V1_ServiceItem {
     try await published.reload()
+    await syncPublisher.refreshLoggingFailure()
     logger.info("catalog item \(what)", metadata: ["code": "\(item.spec.code)", "version": "\(item.version)"])
     return Onewindow_V1_ServiceItem(item, departmentName: published.snapshot.departmentNames[item.spec.departmentCode] ?? "")
   }

@@ -200,6 +200,14 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
     return Onewindow_V1_Account(updated)
   }
 
+  func moveCaseworker(request: Onewindow_V1_MoveCaseworkerRequest, context: ServerContext) async throws -> Onewindow_V1_Account {
+    let accountID = try Self.accountID(request.accountID)
+    let department = try Check.text(request.departmentCode, field: "department_code", max: 32)
+    let account = try await store.moveCaseworker(accountID: accountID, departmentCode: department, now: clock.now())
+    logger.info("caseworker moved", metadata: ["account": "\(account.id)", "department": "\(department)"])
+    return Onewindow_V1_Account(account)
+  }
+
   func createStaffAccount(
     request: Onewindow_V1_CreateStaffAccountRequest, context: ServerContext
   ) async throws -> Onewindow_V1_CreateStaffAccountResponse {

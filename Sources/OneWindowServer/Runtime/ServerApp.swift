@@ -25,15 +25,17 @@ public final class ServerApp: Sendable {
     try config.validate()
     let published = PublishedCatalog(store: store.catalog)
     try await published.reload()
+    let syncPublisher = CatalogSyncPublisher(published: published, store: store.sync, clock: clock, logger: logger)
+    try await syncPublisher.refresh()
     return try ServerApp(
-      config: config, store: store, published: published, clock: clock, logger: logger,
+      config: config, store: store, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger,
       codeSender: codeSender ?? DevelopmentCodeSender(outbox: store.outbox, clock: clock, logger: logger),
       registry: registry)
   }
 
   private init(
-    config: ServerConfig, store: any Store, published: PublishedCatalog, clock: any WallClock, logger: Logger,
-    codeSender: any LoginCodeSender, registry: any IdentityRegistry
+    config: ServerConfig, store: any Store, published: PublishedCatalog, syncPublisher: CatalogSyncPublisher,
+    clock: any WallClock, logger: Logger, codeSender: any LoginCodeSender, registry: any IdentityRegistry
   ) throws {
     self.config = config
     self.store = store
@@ -41,10 +43,13 @@ public final class ServerApp: Sendable {
     self.clock = clock
     let identity = IdentityService(
       store: store.identity, catalog: store.catalog, codeSender: codeSender, registry: registry, clock: clock, logger: logger)
-    let catalog = CatalogService(store: store.catalog, published: published, clock: clock, logger: logger)
+    let catalog = CatalogService(
+      store: store.catalog, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger)
+    let sync = SyncService(store: store.sync, identity: store.identity, clock: clock, settings: config.sync, logger: logger)
     let health = HealthService(services: [
       Onewindow_V1_IdentityService.descriptor.fullyQualifiedService,
       Onewindow_V1_CatalogService.descriptor.fullyQualifiedService,
+      Onewindow_V1_SyncService.descriptor.fullyQualifiedService,
     ])
     self.health = health
     transport = HTTP2ServerTransport.Posix(
@@ -59,7 +64,7 @@ public final class ServerApp: Sendable {
       })
     server = GRPCServer(
       transport: transport,
-      services: [health, identity, catalog],
+      services: [health, identity, catalog, sync],
       interceptors: [StatusInterceptor(logger: logger), AuthInterceptor(identity: store.identity, clock: clock)])
   }
 
@@ -96,7 +101,10 @@ public final class ServerApp: Sendable {
   /// Serves until SIGINT or SIGTERM, then drains in-flight calls and closes the database.
   public func runUntilSignalled() async throws {
     let group = ServiceGroup(
-      services: [GRPCServerService(app: self), HousekeepingService(store: store.identity, clock: clock, logger: logger)],
+      services: [
+        GRPCServerService(app: self),
+        HousekeepingService(store: store, retention: config.sync.retention, clock: clock, logger: logger),
+      ],
       gracefulShutdownSignals: [.sigterm, .sigint],
       logger: logger)
     try await group.run()
@@ -120,9 +128,11 @@ struct GRPCServerService: Service {
   }
 }
 
-/// Hourly removal of expired tokens and login codes.
+/// Hourly removal of expired tokens and login codes, and compaction of the sync change log
+/// (tombstones and push results older than the retention period).
 struct HousekeepingService: Service {
-  let store: any IdentityStore
+  let store: any Store
+  let retention: Duration
   let clock: any WallClock
   let logger: Logger
   var interval: Duration = .seconds(3600)
@@ -131,8 +141,7 @@ struct HousekeepingService: Service {
     await cancelWhenGracefulShutdown {
       while !Task.isCancelled {
         do {
-          let removed = try await store.purgeExpired(now: clock.now())
-          if removed > 0 { logger.info("housekeeping: removed expired credentials", metadata: ["rows": "\(removed)"]) }
+          try await runOnce()
         } catch is CancellationError {
           return
         } catch {
@@ -140,6 +149,19 @@ struct HousekeepingService: Service {
         }
         try? await Task.sleep(for: interval)
       }
+    }
+  }
+
+  func runOnce() async throws {
+    let now = clock.now()
+    let removed = try await store.identity.purgeExpired(now: now)
+    if removed > 0 { logger.info("housekeeping: removed expired credentials", metadata: ["rows": "\(removed)"]) }
+    let cutoff = now.addingTimeInterval(-Double(retention.components.seconds))
+    let compacted = try await store.sync.compact(before: cutoff)
+    if compacted.tombstones + compacted.results > 0 {
+      logger.info(
+        "housekeeping: compacted the sync log",
+        metadata: ["tombstones": "\(compacted.tombstones)", "results": "\(compacted.results)"])
     }
   }
 }

@@ -13,6 +13,7 @@ public struct ServerConfig: Sendable {
   /// Largest request message accepted, in bytes.
   public var maxMessageBytes = 4 * 1024 * 1024
   public var logLevel: Logger.Level = .info
+  public var sync = SyncSettings()
 
   public init() {}
 

@@ -71,6 +71,7 @@ struct StatusInterceptor: ServerInterceptor {
           code: .aborted, message: "version conflict: the item is now at version \(current); re-read it and retry",
           metadata: ["current-version": "\(current)"])
       case .failedPrecondition(let why): return RPCError(code: .failedPrecondition, message: why)
+      case .permissionDenied(let why): return RPCError(code: .permissionDenied, message: why)
       }
     case is CancellationError:
       return RPCError(code: .cancelled, message: "the call was cancelled")

@@ -96,6 +96,60 @@ enum Migrations {
         CREATE VIRTUAL TABLE catalog_fts USING fts5(name, body, tokenize = 'trigram');
         """)
     }
+    m.registerMigration("v2-sync") { db in
+      // sync_meta.sequence is the change-log counter every sync write increments in its own
+      // transaction; epoch identifies this database's log in cursors.
+      try db.execute(sql: """
+        CREATE TABLE sync_meta (
+          id INTEGER PRIMARY KEY CHECK (id = 1),
+          epoch INTEGER NOT NULL,
+          sequence INTEGER NOT NULL,
+          horizon INTEGER NOT NULL,
+          hlc_millis INTEGER NOT NULL,
+          hlc_counter INTEGER NOT NULL
+        );
+
+        -- One row per record, holding its current state; seq is the sequence of its latest change,
+        -- so the change log is this table ordered by seq (tombstones included until compacted).
+        CREATE TABLE sync_records (
+          collection TEXT NOT NULL,
+          id TEXT NOT NULL,
+          owner_id TEXT NOT NULL,
+          audience TEXT NOT NULL,
+          version INTEGER NOT NULL,
+          deleted INTEGER NOT NULL,
+          seq INTEGER NOT NULL,
+          body BLOB NOT NULL,
+          checksum INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          PRIMARY KEY (collection, id)
+        );
+        CREATE INDEX sync_records_audience_seq ON sync_records(audience, seq);
+        CREATE INDEX sync_records_tombstones ON sync_records(updated_at) WHERE deleted = 1;
+
+        -- Devices: bound to one account; the last mutation id processed (Replicache's lastMutationID).
+        CREATE TABLE sync_clients (
+          client_id TEXT PRIMARY KEY,
+          account_id TEXT NOT NULL REFERENCES accounts(id),
+          last_mutation_id INTEGER NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        );
+
+        -- The result of every processed mutation, so a replayed push gets the same answer.
+        CREATE TABLE sync_results (
+          client_id TEXT NOT NULL,
+          mutation_id INTEGER NOT NULL,
+          result TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          PRIMARY KEY (client_id, mutation_id)
+        );
+        CREATE INDEX sync_results_created ON sync_results(created_at);
+        """)
+      try db.execute(
+        sql: "INSERT INTO sync_meta (id, epoch, sequence, horizon, hlc_millis, hlc_counter) VALUES (1, ?, 0, 0, 0, 0)",
+        arguments: [Int64(UInt32.random(in: 1...UInt32.max))])
+    }
     return m
   }
 }

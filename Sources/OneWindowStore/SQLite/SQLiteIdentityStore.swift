@@ -133,6 +133,25 @@ struct SQLiteIdentityStore: IdentityStore {
     }
   }
 
+  func moveCaseworker(accountID: String, departmentCode: String, now: Date) async throws -> Account {
+    try await pool.write { db in
+      guard let role = try String.fetchOne(db, sql: "SELECT role FROM accounts WHERE id = ?", arguments: [accountID]) else {
+        throw StoreError.notFound("account")
+      }
+      guard role == Role.caseworker.rawValue else { throw StoreError.failedPrecondition("only caseworkers belong to a department") }
+      guard try Bool.fetchOne(db, sql: "SELECT 1 FROM departments WHERE code = ?", arguments: [departmentCode]) == true else {
+        throw StoreError.notFound("department")
+      }
+      try db.execute(
+        sql: "UPDATE accounts SET department_code = ?, updated_at = ? WHERE id = ?",
+        arguments: [departmentCode, SQLTime.ms(now), accountID])
+      guard let account = try Row.fetchOne(db, sql: "SELECT \(Self.accountColumns) FROM accounts WHERE id = ?", arguments: [accountID])
+        .flatMap(Self.account(from:))
+      else { throw StoreError.notFound("account") }
+      return account
+    }
+  }
+
   func issueLoginCode(phone: String, codeHash: String, policy: LoginCodePolicy, now: Date) async throws -> LoginCodeIssue {
     try await pool.write { db in
       let dayAgo = SQLTime.ms(now.addingTimeInterval(-24 * 3600))

@@ -9,6 +9,7 @@ public final class SQLiteStore: Store {
   public let identity: any IdentityStore
   public let catalog: any CatalogStore
   public let outbox: any OutboxStore
+  public let sync: any SyncStore
 
   /// Opens (creating if needed) and migrates the database at `path`.
   public init(path: String) throws {
@@ -24,6 +25,7 @@ public final class SQLiteStore: Store {
     identity = SQLiteIdentityStore(pool: pool)
     catalog = SQLiteCatalogStore(pool: pool)
     outbox = SQLiteOutboxStore(pool: pool)
+    sync = try SQLiteSyncStore(pool: pool)
   }
 
   /// Opens `onewindow.sqlite` inside `directory`, creating the directory (mode 0700) if needed.
