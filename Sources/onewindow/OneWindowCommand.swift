@@ -70,6 +70,15 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Largest accepted request message in bytes. [env: ONEWINDOW_MAX_MESSAGE_BYTES] (default: 4194304)")
   var maxMessageBytes: Int?
 
+  @Option(help: "Days tombstones and push results are kept before compaction; older sync cursors reset. [env: ONEWINDOW_SYNC_RETENTION_DAYS] (default: 30)")
+  var syncRetentionDays: Int?
+
+  @Option(help: "Seconds between heartbeats on idle sync Watch streams. [env: ONEWINDOW_SYNC_HEARTBEAT_SECONDS] (default: 15)")
+  var syncHeartbeatSeconds: Int?
+
+  @Option(help: "Seconds a device's clock may run ahead before its stamps are clamped. [env: ONEWINDOW_SYNC_MAX_SKEW_SECONDS] (default: 60)")
+  var syncMaxSkewSeconds: Int?
+
   @Flag(help: "Load the demo catalog and demo accounts into an empty database and print their passwords.")
   var demo = false
 
@@ -82,6 +91,18 @@ struct Serve: AsyncParsableCommand {
     config.tlsKeyPath = tlsKey ?? Environment.value("ONEWINDOW_TLS_KEY")
     config.allowInsecure = insecure
     if let m = maxMessageBytes ?? Environment.value("ONEWINDOW_MAX_MESSAGE_BYTES").flatMap(Int.init) { config.maxMessageBytes = m }
+    if let days = syncRetentionDays ?? Environment.value("ONEWINDOW_SYNC_RETENTION_DAYS").flatMap(Int.init) {
+      guard (1...3650).contains(days) else { throw ValidationError("--sync-retention-days must be 1–3650") }
+      config.sync.retention = .seconds(days * 24 * 3600)
+    }
+    if let seconds = syncHeartbeatSeconds ?? Environment.value("ONEWINDOW_SYNC_HEARTBEAT_SECONDS").flatMap(Int.init) {
+      guard (1...300).contains(seconds) else { throw ValidationError("--sync-heartbeat-seconds must be 1–300") }
+      config.sync.heartbeat = .seconds(seconds)
+    }
+    if let seconds = syncMaxSkewSeconds ?? Environment.value("ONEWINDOW_SYNC_MAX_SKEW_SECONDS").flatMap(Int.init) {
+      guard (1...86_400).contains(seconds) else { throw ValidationError("--sync-max-skew-seconds must be 1–86400") }
+      config.sync.maxClockSkew = Double(seconds)
+    }
     do { try config.validate() } catch { throw ValidationError(error.description) }
 
     let logger = try data.makeLogger()
