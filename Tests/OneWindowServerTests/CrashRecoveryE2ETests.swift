@@ -1,0 +1,151 @@
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+import OneWindowAPI
+import OneWindowClientPosix
+import OneWindowCore
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `onewindow serve` process (the binary `swift build` put next to the test bundle, or
+/// `$ONEWINDOW_BINARY`) on its own data directory, which a test can kill -9 and start again.
+final class ServerProcess: @unchecked Sendable {
+  let dataDirectory: String
+  let port: Int
+  private var process: Process?
+
+  init() throws {
+    dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("ow-crash-\(UUID().uuidString)").path
+    port = try Self.freePort()
+  }
+
+  deinit {
+    if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    try? FileManager.default.removeItem(atPath: dataDirectory)
+  }
+
+  static var binary: String? {
+    if let path = ProcessInfo.processInfo.environment["ONEWINDOW_BINARY"] { return path }
+    let bundle = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for dir in [bundle, bundle.deletingLastPathComponent()] {
+      let candidate = dir.appendingPathComponent("onewindow").path
+      if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+    }
+    return nil
+  }
+
+  func start() async throws {
+    guard let binary = Self.binary else {
+      throw RPCError(code: .failedPrecondition, message: "onewindow binary not found next to the tests: run `swift build` first or set ONEWINDOW_BINARY")
+    }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.arguments = ["serve", "--port", "\(port)", "--data-dir", dataDirectory, "--log-level", "error"]
+    process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    self.process = process
+    let deadline = ContinuousClock.now + .seconds(30)
+    while ContinuousClock.now < deadline {
+      if (try? await OneWindowClients.with(ConnectionOptions(host: "127.0.0.1", port: port)) { try await $0.health.check(.init()) })?.status == .serving {
+        return
+      }
+      try await Task.sleep(for: .milliseconds(100))
+    }
+    throw RPCError(code: .unavailable, message: "onewindow did not start serving within 30 s")
+  }
+
+  /// Kills the server without letting it finish anything (no graceful shutdown, no checkpoint).
+  func crash() {
+    guard let process else { return }
+    kill(process.processIdentifier, SIGKILL)
+    process.waitUntilExit()
+    self.process = nil
+  }
+
+  static func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw RPCError(code: .unavailable, message: "no free loopback port") }
+    return Int(UInt16(bigEndian: address.sin_port))
+  }
+}
+
+@Suite(.serialized) struct CrashRecoveryE2ETests {
+  /// T11: the server is killed while a push is in flight. The device cannot know whether the
+  /// push committed; it retries the same mutations after the restart and each applies once.
+  @Test func aPushInterruptedByAServerCrashAppliesExactlyOnceAfterRetry() async throws {
+    let server = try ServerProcess()
+    try await server.start()
+    let options = ConnectionOptions(host: "127.0.0.1", port: server.port)
+    let phone = "13900000077"
+    let token = try await OneWindowClients.with(options) { clients in
+      _ = try await clients.identity.registerCitizen(.with {
+        $0.name = "赵六"; $0.phone = phone; $0.idNumber = "11010519491231002X"; $0.password = "Citizen-pass-1"
+      })
+      return try await clients.identity.loginWithPassword(.with { $0.login = phone; $0.password = "Citizen-pass-1" }).accessToken
+    }
+    var device = RawDevice("crash-device")
+    let ids = (0..<3000).map { _ in newRecordID() }
+    let now = Date()
+    let batches = stride(from: 0, to: ids.count, by: 1000).map { start in
+      ids[start..<start + 1000].map { device.upsert("preferences", $0, ["n": .int(1), "pad": .string(String(repeating: "x", count: 200))], now: now) }
+    }
+    // Push in the background; once the first batch is acknowledged, crash the server while the
+    // second is in flight.
+    let (acknowledged, signal) = AsyncStream.makeStream(of: Void.self)
+    let pushing = Task {
+      try await OneWindowClients.with(options) { clients in
+        for batch in batches {
+          _ = try await clients.sync.push(.with { $0.clientID = "crash-device"; $0.mutations = batch }, metadata: bearer(token))
+          signal.yield()
+        }
+      }
+    }
+    for await _ in acknowledged { break }
+    try await Task.sleep(for: .milliseconds(5))
+    server.crash()
+    let interrupted = await pushing.result
+    #expect(throws: (any Error).self) { try interrupted.get() }
+
+    try await server.start()
+    try await OneWindowClients.with(options) { clients in
+      try await Self.retryAndCheck(clients.sync, token: token, batches: batches)
+    }
+    server.crash()
+  }
+
+  static func retryAndCheck(
+    _ sync: Onewindow_V1_SyncService.Client<HTTP2ClientTransport.Posix>, token: String, batches: [[Onewindow_V1_Mutation]]
+  ) async throws {
+    var last: Int64 = 0
+    for batch in batches {
+      let response = try await sync.push(.with { $0.clientID = "crash-device"; $0.mutations = batch }, metadata: bearer(token))
+      #expect(response.gapExpectedID == 0)
+      #expect(response.results.allSatisfy { $0.outcome == .applied })
+      last = response.lastMutationID
+    }
+    #expect(last == 3000)
+    var versions: [String: Int64] = [:]
+    var cursor = ""
+    while true {
+      let page = try await sync.pull(.with { $0.cursor = cursor }, metadata: bearer(token))
+      for change in page.changes where change.collection == "preferences" { versions[change.recordID, default: 0] += change.version }
+      cursor = page.cursor
+      if !page.hasMore_p { break }
+    }
+    #expect(versions.count == 3000)
+    #expect(versions.values.allSatisfy { $0 == 1 })  // every record written exactly once
+  }
+}
