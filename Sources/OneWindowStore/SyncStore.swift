@@ -53,12 +53,14 @@ public struct PullQuery: Sendable {
   public var limit: Int
   /// A page ends before this many bytes of record bodies (at least one record per page).
   public var maxBytes: Int
-  /// When set, the page also reports this client's last processed mutation id.
+  /// When set, the page also reports this client's last processed mutation id, if the client
+  /// belongs to `accountID`.
   public var clientID: String?
+  public var accountID: String
 
   public init(
     audiences: [String], collections: [String]?, after: Int64, liveOnly: Bool, limit: Int, maxBytes: Int,
-    clientID: String? = nil
+    clientID: String? = nil, accountID: String = ""
   ) {
     self.audiences = audiences
     self.collections = collections
@@ -67,6 +69,7 @@ public struct PullQuery: Sendable {
     self.limit = limit
     self.maxBytes = maxBytes
     self.clientID = clientID
+    self.accountID = accountID
   }
 }
 

@@ -119,10 +119,26 @@ func upsert(_ fields: [String: FieldChange], base: Int64) -> RecordMutation { Re
     #expect(RecordMerge.apply(RecordMutation(operation: .delete(s3), baseVersion: 2), to: tombstone, policy: .fieldLWW).newState(comparedTo: tombstone) == nil)
     #expect(RecordMerge.apply(RecordMutation(operation: .delete(s3), baseVersion: 0), to: nil, policy: .fieldLWW) == .rejected(.notFound))
     #expect(RecordMerge.apply(upsert([:], base: 0), to: nil, policy: .fieldLWW) == .rejected(.empty))
+    // Once the tombstone is compacted away, an edit of a version the server no longer has is
+    // still refused: it must not bring the record back.
+    #expect(RecordMerge.apply(upsert(["f": change(.int(5), s3)], base: 1), to: nil, policy: .fieldLWW) == .rejected(.deleted(version: 1)))
+  }
+
+  @Test func aDevicesOwnQueuedEditsDoNotConflictWithEachOther() {
+    // Two offline edits of one field by one device, both based on version 1: the first applied
+    // (version 2, stamped by that device); the second is that device's later edit, not a conflict.
+    let afterFirst = record(["f": (.string("first"), stamp(2, 0, "dev"), 2)], version: 2)
+    let second = upsert(["f": change(.string("second"), stamp(3, 0, "dev"))], base: 1)
+    #expect(RecordMerge.apply(second, to: afterFirst, policy: .manual).newState(comparedTo: afterFirst)?.values == ["f": .string("second")])
+    #expect(RecordMerge.apply(second, to: afterFirst, policy: .serverWins).newState(comparedTo: afterFirst)?.values == ["f": .string("second")])
+    // From another device it is a conflict under both policies.
+    let other = upsert(["f": change(.string("other"), stamp(3, 0, "dev2"))], base: 1)
+    if case .conflict = RecordMerge.apply(other, to: afterFirst, policy: .manual) {} else { Issue.record("manual should conflict") }
+    if case .conflict = RecordMerge.apply(other, to: afterFirst, policy: .serverWins) {} else { Issue.record("server_wins should conflict") }
   }
 
   @Test func serverWinsRefusesStaleBases() {
-    let current = record(["f": (.int(1), s1, 2)], version: 2)
+    let current = record(["f": (.int(1), s2, 2)], version: 2)
     #expect(RecordMerge.apply(upsert(["f": change(.int(2), s3)], base: 1), to: current, policy: .serverWins)
       == .conflict(nil, fields: [FieldConflict(field: "f", server: .int(1), client: .int(2))]))
     #expect(RecordMerge.apply(upsert(["f": change(.int(2), s3)], base: 2), to: current, policy: .serverWins).newState(comparedTo: current)?.values == ["f": .int(2)])

@@ -417,6 +417,22 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
+  @Test func aGracefulShutdownEndsOpenWatchStreams() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let token = try await env.citizenSession().accessToken
+      let (opened, signal) = AsyncStream.makeStream(of: Void.self)
+      let watching = Task {
+        try await env.sync.watch(.init(), metadata: bearer(token)) { response in
+          for try await _ in response.messages { signal.yield() }
+        }
+      }
+      for await _ in opened { break }  // the catch-up event arrived: the stream is live
+      env.app.beginGracefulShutdown()
+      let error = await expectRPCError(.unavailable) { try await watching.value }
+      #expect(error?.message.contains("shutting down") == true)
+    }
+  }
+
   @Test func malformedRequestsAreRefusedAtTheEdge() async throws {
     try await TestEnvironment.run { (env) async throws in
       let token = try await env.citizenSession().accessToken

@@ -49,11 +49,13 @@ public enum MergeOutcome: Sendable, Equatable {
 /// - A new record takes every field (version 1).
 /// - Deletes win over concurrent edits, under every policy: a delete always applies, and an
 ///   upsert based on a version older than the tombstone is rejected. A client that has seen the
-///   tombstone (base version ≥ the tombstone's) may re-create the record.
+///   tombstone (base version ≥ the tombstone's) may re-create the record. An edit based on a
+///   version of a record the server no longer has (tombstone compacted) is rejected too.
 /// - `field_lww`: per field the higher stamp wins; fields not in the mutation are untouched.
-/// - `server_wins`: an upsert whose base version is not the current version is a conflict.
-/// - `manual`: a field changed on the server after the base version, to a value other than the
-///   client's, is a conflict; the other fields apply.
+/// - `server_wins`: an upsert based on a version older than a change by another device is a conflict.
+/// - `manual`: a field changed on the server after the base version by another device, to a
+///   value other than the client's, is a conflict; the other fields apply.
+/// - A device's own earlier writes never conflict with its later queued edits (same stamp node).
 public enum RecordMerge {
   public static func apply(_ mutation: RecordMutation, to current: RecordState?, policy: ConflictPolicy) -> MergeOutcome {
     switch mutation.operation {
@@ -64,7 +66,12 @@ public enum RecordMerge {
 
     case .upsert(let changes):
       guard !changes.isEmpty else { return .rejected(.empty) }
-      guard let current else { return .applied(create(changes, version: 1)) }
+      guard let current else {
+        // An edit of a version the server no longer has: the record was deleted and its
+        // tombstone compacted. Deletes win; the edit must not resurrect it.
+        if mutation.baseVersion > 0 { return .rejected(.deleted(version: mutation.baseVersion)) }
+        return .applied(create(changes, version: 1))
+      }
       if current.deleted {
         guard mutation.baseVersion >= current.version else { return .rejected(.deleted(version: current.version)) }
         return .applied(create(changes, version: current.version + 1))
@@ -96,8 +103,16 @@ public enum RecordMerge {
     return .merged(lost.count == changes.count ? current : next, lost: lost.sorted())
   }
 
+  /// Whether a field changed after `base` by another node than `node`. A device's own queued
+  /// edits, all based on the version it last pulled, are ordered by its clock, not concurrent.
+  static func changedByOthers(_ field: FieldState, since base: Int64, node: String) -> Bool {
+    field.changedAt > base && field.stamp.node != node
+  }
+
   static func serverWins(_ changes: [String: FieldChange], _ current: RecordState, base: Int64) -> MergeOutcome {
-    guard base == current.version else {
+    let node = changes.first?.value.stamp.node ?? ""
+    let stale = base < current.version && current.fields.values.contains { changedByOthers($0, since: base, node: node) }
+    guard !stale else {
       let fields = changes.keys.sorted().map { name in
         FieldConflict(field: name, server: current.fields[name]?.value, client: changes[name]?.value ?? .null)
       }
@@ -117,7 +132,9 @@ public enum RecordMerge {
     var conflicts: [FieldConflict] = []
     for name in changes.keys.sorted() {
       guard let change = changes[name] else { continue }
-      if let existing = current.fields[name], existing.changedAt > base, existing.value != change.value {
+      if let existing = current.fields[name], changedByOthers(existing, since: base, node: change.stamp.node),
+         existing.value != change.value
+      {
         conflicts.append(FieldConflict(field: name, server: existing.value, client: change.value))
       } else {
         next.fields[name] = FieldState(value: change.value, stamp: change.stamp, changedAt: next.version)

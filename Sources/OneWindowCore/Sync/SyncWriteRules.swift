@@ -116,8 +116,10 @@ public struct SyncWriteRules: Sendable {
     clock: inout HybridLogicalClock, now: Date, newID: () -> String
   ) -> WriteDecision {
     let id = mutation.mutationID
+    // A rejection reports the record's version only to a caller who may see the record.
+    let visibleVersion = current.flatMap { principal.canSee(audience: $0.audience) && !$0.state.deleted ? $0.state.version : nil } ?? 0
     func reject(_ reason: MutationResult.Reason, _ message: String) -> WriteDecision {
-      WriteDecision(result: .rejected(id, reason, message, version: current.map { $0.state.deleted ? 0 : $0.state.version } ?? 0), writes: [])
+      WriteDecision(result: .rejected(id, reason, message, version: visibleVersion), writes: [])
     }
     guard let spec = SyncCollections.named(mutation.collection) else {
       return reject(.unknownCollection, "collection '\(mutation.collection)' is not declared by this server")
@@ -135,7 +137,7 @@ public struct SyncWriteRules: Sendable {
     let ownerID: String
     if let current {
       guard principal.canSee(audience: current.audience) else {
-        return WriteDecision(result: .rejected(id, .permissionDenied, "record \(mutation.recordID) is not yours to change"), writes: [])
+        return reject(.permissionDenied, "record \(mutation.recordID) is not yours to change")
       }
       audience = current.audience
       ownerID = current.ownerID

@@ -16,6 +16,8 @@ public final class ServerApp: Sendable {
   let transport: HTTP2ServerTransport.Posix
   let logger: Logger
   let clock: any WallClock
+  /// Long-lived streams (sync Watch) to end when shutdown begins.
+  let streams = StreamShutdown()
 
   /// Builds the server and loads the published catalog. Does not start listening.
   public static func make(
@@ -45,7 +47,8 @@ public final class ServerApp: Sendable {
       store: store.identity, catalog: store.catalog, codeSender: codeSender, registry: registry, clock: clock, logger: logger)
     let catalog = CatalogService(
       store: store.catalog, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger)
-    let sync = SyncService(store: store.sync, identity: store.identity, clock: clock, settings: config.sync, logger: logger)
+    let sync = SyncService(
+      store: store.sync, identity: store.identity, clock: clock, settings: config.sync, shutdown: streams, logger: logger)
     let health = HealthService(services: [
       Onewindow_V1_IdentityService.descriptor.fullyQualifiedService,
       Onewindow_V1_CatalogService.descriptor.fullyQualifiedService,
@@ -95,6 +98,7 @@ public final class ServerApp: Sendable {
 
   public func beginGracefulShutdown() {
     health.shutDown()
+    streams.close()
     server.beginGracefulShutdown()
   }
 

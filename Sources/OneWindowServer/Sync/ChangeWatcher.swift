@@ -23,6 +23,7 @@ struct ChangeWatcher {
   /// Re-checked at every heartbeat: a caller whose role or department changed is cut off.
   let stillAuthorized: @Sendable () async throws -> Bool
   let serverClock: @Sendable () -> Onewindow_V1_HlcStamp
+  let shutdown: StreamShutdown
 
   /// Batches a slow stream may have queued before it falls back to reading the store.
   static let bufferedBatches = 1024
@@ -36,6 +37,8 @@ struct ChangeWatcher {
     // Subscribe before catching up so nothing committed in between is lost.
     let token = store.feed.subscribe { continuation.yield(.changes($0)) }
     defer { store.feed.cancel(token) }
+    guard let shutdownToken = shutdown.register({ continuation.finish() }) else { throw Self.shuttingDown }
+    defer { shutdown.unregister(shutdownToken) }
 
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { [heartbeat = settings.heartbeat] in
@@ -52,7 +55,14 @@ struct ChangeWatcher {
           switch input {
           case .heartbeat:
             guard try await stillAuthorized() else {
-              throw RPCError(code: .failedPrecondition, message: "your access changed: pull from your cursor to reset, then watch again")
+              throw RPCError(
+                code: .failedPrecondition,
+                message: "cursor needs a reset (access_changed): your access changed; pull from your cursor, then watch again",
+                metadata: ["reset-reason": .string(ResetReason.accessChanged.rawValue)])
+            }
+            // A batch dropped from a full buffer is noticed here at the latest.
+            if try await store.logState().sequence > position {
+              position = try await catchUp(from: position, liveOnly: false, cursor: nil, issuer: issuer, response: response)
             }
             try await response.write(event([], position: position, issuer: issuer, heartbeat: true))
           case .changes(let batch):
@@ -71,11 +81,15 @@ struct ChangeWatcher {
             }
           }
         }
+        // The stream ended without the client going away: the server is shutting down.
+        if shutdown.isClosed && !context.cancellation.isCancelled { throw Self.shuttingDown }
       } onCancelRPC: {
         continuation.finish()
       }
     }
   }
+
+  static let shuttingDown = RPCError(code: .unavailable, message: "the server is shutting down: reconnect and watch again from your cursor")
 
   /// Sends everything after `sequence` from the store, page by page; returns the new position.
   private func catchUp(

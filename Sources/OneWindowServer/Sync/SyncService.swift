@@ -11,6 +11,7 @@ struct SyncService: Onewindow_V1_SyncService.SimpleServiceProtocol {
   let identity: any IdentityStore
   let clock: any WallClock
   let settings: SyncSettings
+  let shutdown: StreamShutdown
   let logger: Logger
 
   static let maxMutationsPerPush = 1000
@@ -45,7 +46,8 @@ struct SyncService: Onewindow_V1_SyncService.SimpleServiceProtocol {
     let cursor = try SyncCursor.decode(request.cursor)
     let page = try await store.pull(PullQuery(
       audiences: principal.audiences, collections: collections, after: cursor?.sequence ?? 0, liveOnly: cursor == nil,
-      limit: limit, maxBytes: Self.maxPageBodyBytes, clientID: request.clientID.isEmpty ? nil : request.clientID))
+      limit: limit, maxBytes: Self.maxPageBodyBytes, clientID: request.clientID.isEmpty ? nil : request.clientID,
+      accountID: principal.accountID))
     let fingerprint = principal.cursorFingerprint(collections: collections)
     if let reason = ResetReason.check(
       cursor, epoch: page.log.epoch, sequence: page.log.sequence, horizon: page.log.horizon, audiences: fingerprint)
@@ -77,7 +79,7 @@ struct SyncService: Onewindow_V1_SyncService.SimpleServiceProtocol {
         guard let account = try await identity.account(id: caller.accountID) else { return false }
         return account.role == caller.role && account.departmentCode == caller.departmentCode
       },
-      serverClock: serverClock)
+      serverClock: serverClock, shutdown: shutdown)
     try await watcher.run(from: cursor, response: response, context: context)
   }
 

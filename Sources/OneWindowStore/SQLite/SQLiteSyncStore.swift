@@ -174,8 +174,9 @@ final class SQLiteSyncStore: SyncStore {
       }
       let writes = try resolution.writes(for: conflict)
       var target = try Self.record(db, collection: conflict.collection, id: conflict.recordID)
-      if var record = target, principal.canSee(audience: record.audience),
-         let next = resolution.apply(to: record.state, writes: writes, stamp: state.tick()) {
+      if let record = target, !principal.canSee(audience: record.audience) { target = nil }
+      if var record = target, let next = resolution.apply(to: record.state, writes: writes, stamp: state.tick()) {
+        try SyncCollections.named(record.collection)?.validateSize(next.values)
         record.state = next
         try state.put(record, db)
         target = state.written.last
@@ -275,8 +276,10 @@ final class SQLiteSyncStore: SyncStore {
       let hasMore = candidates.count > records.count
       var lastMutationID: Int64?
       if !hasMore, let clientID = query.clientID {
+        // Only the caller's own device: another account's progress is not its business.
         lastMutationID = try Int64.fetchOne(
-          db, sql: "SELECT last_mutation_id FROM sync_clients WHERE client_id = ?", arguments: [clientID]) ?? 0
+          db, sql: "SELECT last_mutation_id FROM sync_clients WHERE client_id = ? AND account_id = ?",
+          arguments: [clientID, query.accountID]) ?? 0
       }
       return PullPage(
         records: records, position: hasMore ? (records.last?.sequence ?? query.after) : max(log.sequence, query.after),
