@@ -36,6 +36,7 @@ let package = Package(
     .target(
       name: "OneWindowAPI",
       dependencies: [
+        "OneWindowCore",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
         .product(name: "SwiftProtobuf", package: "swift-protobuf"),
