@@ -98,6 +98,9 @@ public protocol IdentityStore: Sendable {
   /// Single-use refresh: marks the old token used and stores the new pair in the same family.
   func rotateRefresh(refreshHash: String, replacement: IssuedTokens, now: Date) async throws -> RefreshOutcome
   func revokeFamily(_ familyID: String, now: Date) async throws
+  /// Whether the login (session family) still stands: not revoked by logout, password change or
+  /// refresh-token reuse. Long-lived streams re-check it.
+  func isSessionActive(familyID: String) async throws -> Bool
   /// Deletes expired tokens, codes and revoked families (housekeeping).
   func purgeExpired(now: Date) async throws -> Int
 }

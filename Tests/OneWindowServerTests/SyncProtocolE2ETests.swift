@@ -417,6 +417,56 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
+  @Test func aLargeTransactionIsWatchedInEventsWithinThePageBudget() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let token = try await env.citizenSession().accessToken
+      let (_, cursor) = try await env.pullAll(token, collections: ["preferences"])
+      var writer = RawDevice("bulk-writer")
+      let big = String(repeating: "字", count: 80_000)  // 240 KB of UTF-8 per record
+      let ids = (0..<14).map { _ in newRecordID() }
+      let batch = ids.map { writer.upsert("preferences", $0, ["text": .string(big)], now: env.clock.now()) }
+      let bulk = writer
+      let events = try await env.sync.watch(.with { $0.cursor = cursor; $0.collections = ["preferences"] }, metadata: bearer(token)) { response in
+        var events: [Onewindow_V1_WatchEvent] = []
+        var received = 0
+        var pushed = false
+        for try await event in response.messages {
+          if !pushed {
+            pushed = true
+            _ = try await bulk.push(env, token, batch)
+            continue
+          }
+          events.append(event)
+          received += event.changes.count
+          if received >= ids.count { break }
+        }
+        return events
+      }
+      #expect(events.count >= 2)
+      let sizes = try events.map { (try $0.serializedBytes() as [UInt8]).count }
+      #expect(sizes.allSatisfy { $0 < 4 * 1024 * 1024 })
+      #expect(Set(events.flatMap { $0.changes.map(\.recordID) }) == Set(ids))
+      // Resuming from the first event's cursor misses nothing of the rest.
+      let (rest, _) = try await env.pullAll(token, cursor: events[0].cursor, collections: ["preferences"])
+      #expect(Set(rest.map(\.recordID)) == Set(ids).subtracting(events[0].changes.map(\.recordID)))
+    }
+  }
+
+  @Test func loggingOutEndsTheWatchAtTheNextHeartbeat() async throws {
+    try await TestEnvironment.run(configure: { $0.sync.heartbeat = .milliseconds(100) }) { (env) async throws in
+      let token = try await env.citizenSession().accessToken
+      let (opened, signal) = AsyncStream.makeStream(of: Void.self)
+      let watching = Task {
+        try await env.sync.watch(.init(), metadata: bearer(token)) { response in
+          for try await _ in response.messages { signal.yield() }
+        }
+      }
+      for await _ in opened { break }
+      _ = try await env.identity.logout(.init(), metadata: bearer(token))
+      await expectRPCError(.unauthenticated) { try await watching.value }
+    }
+  }
+
   @Test func aGracefulShutdownEndsOpenWatchStreams() async throws {
     try await TestEnvironment.run { (env) async throws in
       let token = try await env.citizenSession().accessToken

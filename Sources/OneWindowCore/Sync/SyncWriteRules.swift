@@ -13,14 +13,20 @@ public struct StoredRecord: Sendable, Equatable {
   public var state: RecordState
   /// The server sequence of its latest change (assigned by the store when written).
   public var sequence: Int64
+  /// Bytes of its stored encoding (set by the store), for page and event size budgets.
+  public var encodedSize: Int
 
-  public init(collection: String, id: String, ownerID: String, audience: String, state: RecordState, sequence: Int64 = 0) {
+  public init(
+    collection: String, id: String, ownerID: String, audience: String, state: RecordState, sequence: Int64 = 0,
+    encodedSize: Int = 0
+  ) {
     self.collection = collection
     self.id = id
     self.ownerID = ownerID
     self.audience = audience
     self.state = state
     self.sequence = sequence
+    self.encodedSize = encodedSize
   }
 }
 

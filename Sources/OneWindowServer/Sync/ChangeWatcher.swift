@@ -20,8 +20,11 @@ struct ChangeWatcher {
   let principal: SyncPrincipal
   let collections: [String]?
   let settings: SyncSettings
-  /// Re-checked at every heartbeat: a caller whose role or department changed is cut off.
-  let stillAuthorized: @Sendable () async throws -> Bool
+  enum Standing: Sendable { case authorized, accessChanged, loggedOut }
+
+  /// Re-checked at every heartbeat: a caller who logged out, or whose role or department
+  /// changed, is cut off.
+  let stillAuthorized: @Sendable () async throws -> Standing
   let serverClock: @Sendable () -> Onewindow_V1_HlcStamp
   let shutdown: StreamShutdown
 
@@ -54,7 +57,10 @@ struct ChangeWatcher {
         for await input in inputs {
           switch input {
           case .heartbeat:
-            guard try await stillAuthorized() else {
+            switch try await stillAuthorized() {
+            case .authorized: break
+            case .loggedOut: throw RPCError(code: .unauthenticated, message: "this login has ended (logged out or revoked): log in again")
+            case .accessChanged:
               throw RPCError(
                 code: .failedPrecondition,
                 message: "cursor needs a reset (access_changed): your access changed; pull from your cursor, then watch again",
@@ -75,10 +81,15 @@ struct ChangeWatcher {
               record.sequence > position && audiences.contains(record.audience)
                 && (wanted?.contains(record.collection) ?? true)
             }
-            position = batch.upTo
-            if !visible.isEmpty {
-              try await response.write(event(visible, position: position, issuer: issuer, heartbeat: false))
+            // One transaction can be large (a 1000-mutation push): send it in events within the
+            // page limits. An intermediate event's cursor is its last record's sequence, which
+            // is safe to resume from; the last one carries the transaction's end.
+            let chunks = Self.chunks(visible)
+            for (i, chunk) in chunks.enumerated() {
+              let end = i == chunks.count - 1 ? batch.upTo : (chunk.last?.sequence ?? position)
+              try await response.write(event(chunk, position: end, issuer: issuer, heartbeat: false))
             }
+            position = batch.upTo
           }
         }
         // The stream ended without the client going away: the server is shutting down.
@@ -87,6 +98,24 @@ struct ChangeWatcher {
         continuation.finish()
       }
     }
+  }
+
+  /// Splits records into events of at most a page's count and body bytes.
+  static func chunks(_ records: [StoredRecord]) -> [[StoredRecord]] {
+    var chunks: [[StoredRecord]] = []
+    var current: [StoredRecord] = []
+    var bytes = 0
+    for record in records {
+      if !current.isEmpty && (current.count == SyncService.maxPageSize || bytes + record.encodedSize > SyncService.maxPageBodyBytes) {
+        chunks.append(current)
+        current = []
+        bytes = 0
+      }
+      current.append(record)
+      bytes += record.encodedSize
+    }
+    if !current.isEmpty { chunks.append(current) }
+    return chunks
   }
 
   static let shuttingDown = RPCError(code: .unavailable, message: "the server is shutting down: reconnect and watch again from your cursor")

@@ -76,8 +76,11 @@ struct SyncService: Onewindow_V1_SyncService.SimpleServiceProtocol {
     let watcher = ChangeWatcher(
       store: store, principal: principal, collections: collections, settings: settings,
       stillAuthorized: { [identity] in
-        guard let account = try await identity.account(id: caller.accountID) else { return false }
-        return account.role == caller.role && account.departmentCode == caller.departmentCode
+        guard try await identity.isSessionActive(familyID: caller.sessionFamilyID) else { return .loggedOut }
+        guard let account = try await identity.account(id: caller.accountID),
+              account.role == caller.role && account.departmentCode == caller.departmentCode
+        else { return .accessChanged }
+        return .authorized
       },
       serverClock: serverClock, shutdown: shutdown)
     try await watcher.run(from: cursor, response: response, context: context)

@@ -276,6 +276,13 @@ struct SQLiteIdentityStore: IdentityStore {
     }
   }
 
+  func isSessionActive(familyID: String) async throws -> Bool {
+    try await pool.read { db in
+      try Bool.fetchOne(
+        db, sql: "SELECT 1 FROM token_families WHERE id = ? AND revoked_at IS NULL", arguments: [familyID]) == true
+    }
+  }
+
   func purgeExpired(now: Date) async throws -> Int {
     try await pool.write { db in
       let t = SQLTime.ms(now)

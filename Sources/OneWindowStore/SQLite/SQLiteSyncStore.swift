@@ -80,8 +80,10 @@ final class SQLiteSyncStore: SyncStore {
     /// Stores a record at the next sequence number.
     mutating func put(_ record: StoredRecord, _ db: Database) throws {
       log.sequence += 1
+      let body = Data(RecordCodec.encode(record.state))
       var stored = record
       stored.sequence = log.sequence
+      stored.encodedSize = body.count
       let checksum = record.state.deleted ? 0 : Int64(bitPattern: ReplicaChecksum.hash(id: record.id, values: record.state.values))
       try db.execute(
         sql: """
@@ -93,7 +95,7 @@ final class SQLiteSyncStore: SyncStore {
           """,
         arguments: [
           record.collection, record.id, record.ownerID, record.audience, record.state.version, record.state.deleted,
-          log.sequence, Data(RecordCodec.encode(record.state)), checksum, SQLTime.ms(now),
+          log.sequence, body, checksum, SQLTime.ms(now),
         ])
       written.append(stored)
     }
@@ -335,6 +337,6 @@ final class SQLiteSyncStore: SyncStore {
     let state = try RecordCodec.decode(Array(body), version: row["version"], deleted: row["deleted"])
     return StoredRecord(
       collection: row["collection"], id: row["id"], ownerID: row["owner_id"], audience: row["audience"], state: state,
-      sequence: row["seq"])
+      sequence: row["seq"], encodedSize: body.count)
   }
 }
