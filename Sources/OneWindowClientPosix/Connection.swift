@@ -88,6 +88,7 @@ public struct OneWindowClients: Sendable {
   public var identity: Onewindow_V1_IdentityService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
   public var catalog: Onewindow_V1_CatalogService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
   public var health: Grpc_Health_V1_Health.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+  public var sync: Onewindow_V1_SyncService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
 
   /// Connects, runs `body`, then closes the connection gracefully.
   public static func with<T: Sendable>(
