@@ -55,6 +55,29 @@ import Testing
     try await replica.close()
   }
 
+  @Test func resetSendsAcknowledgedEditsAgainUntilTheSnapshotConfirmsThem() async throws {
+    try await withReplica { replica, _ in
+      let id = newID()
+      let m1 = try #require(try await replica.put(collection: preferences, id: id, fields: ["a": .int(1)]))
+      let m2 = try #require(try await replica.put(collection: preferences, id: id, fields: ["a": .int(2)]))
+      try await replica.recordPush(
+        sent: [m1, m2],
+        results: [MutationResult(mutationID: 1, outcome: .applied, version: 1), MutationResult(mutationID: 2, outcome: .applied, version: 2)],
+        lastMutationID: 2, serverClock: nil)
+      try await replica.applyPull(pullPage([], cursor: "c1"))
+      #expect(try await replica.unsent(limit: 10).isEmpty)
+
+      try await replica.beginReset(.epochChanged)
+      #expect(try await replica.unsent(limit: 10).map(\.mutationID) == [1, 2])
+      // The restored server had processed mutation 1 only; its snapshot says so.
+      let end = try await replica.applyPull(
+        pullPage([upsert(preferences, id, version: 1, ["a": .int(1)])], cursor: "s1", lastMutationID: 1))
+      #expect(end.completedReset == .epochChanged)
+      #expect(try await replica.unsent(limit: 10).map(\.mutationID) == [2])
+      #expect(try await replica.fields(preferences, id) == ["a": .int(2)])
+    }
+  }
+
   @Test func resetOfSomeCollectionsLeavesOthersAlone() async throws {
     try await withReplica { replica, _ in
       let (fav, pref) = (newID(), newID())
