@@ -138,6 +138,14 @@ let package = Package(
       swiftSettings: swiftSettings
     ),
     .testTarget(
+      name: "OneWindowClientTests",
+      dependencies: [
+        "OneWindowClient", "OneWindowCore", "OneWindowAPI",
+        .product(name: "GRDB", package: "GRDB.swift"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
       name: "OneWindowServerTests",
       dependencies: [
         "OneWindowServer", "OneWindowClient", "OneWindowClientPosix", "OneWindowAPI", "OneWindowStore", "OneWindowCore",

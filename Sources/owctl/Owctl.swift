@@ -21,6 +21,9 @@ struct Owctl: AsyncParsableCommand {
       LogoutCommand.self,
       PasswdCommand.self,
       CatalogCommand.self,
+      RecordsCommand.self,
+      SyncCommand.self,
+      ConflictsCommand.self,
       AdminCommand.self,
     ]
   )

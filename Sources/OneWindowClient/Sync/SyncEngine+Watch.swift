@@ -49,7 +49,7 @@ extension SyncEngine {
         switch error {
         case let restart as WatchRestart: reason = restart.reason
         case let rpc as RPCError where rpc.code == .failedPrecondition: reason = "the server requires a reset"
-        case let rpc as RPCError where Self.isTransient(rpc.code): reason = "\(rpc.code.canonicalName): \(rpc.message)"
+        case let rpc as RPCError where Self.isTransient(rpc.code): reason = Self.describe(rpc)
         default: throw error
         }
       }
@@ -61,6 +61,12 @@ extension SyncEngine {
       await onEvent(.reconnecting(after: delay, reason: reason))
       do { try await Task.sleep(for: delay) } catch { return }
     }
+  }
+
+  /// One line for people: `CODE: message` for RPC errors.
+  static func describe(_ error: any Error) -> String {
+    if let rpc = error as? RPCError { return "\(rpc.code.canonicalName): \(rpc.message)" }
+    return String(describing: error)
   }
 
   func backoff(_ attempt: Int) -> Duration {
@@ -112,7 +118,7 @@ extension SyncEngine {
         }
       } catch {
         if Task.isCancelled { return }
-        await onEvent(.pushFailed(String(describing: error)))
+        await onEvent(.pushFailed(Self.describe(error)))
       }
       do { try await Task.sleep(for: interval) } catch { return }
     }

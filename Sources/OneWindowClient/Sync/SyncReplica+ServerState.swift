@@ -69,10 +69,15 @@ extension SyncReplica {
   /// it contains, and its last page purges the rest. Pending mutations are kept, with their
   /// base versions, and pushed again. The state lives in `meta`, so an interrupted reset
   /// resumes with the next pull.
+  ///
+  /// Acknowledged mutations become unsent again: the server may have lost them with the state
+  /// it is resetting from (a restored backup). The snapshot's `last_mutation_id` retires the
+  /// ones it did process; pushing one again only gets its stored answer back.
   public func beginReset(_ reason: SyncResetReason, collections: [String] = []) async throws {
     try await pool.write { db in
       try Meta.set(db, "resetting", reason.rawValue)
       try Meta.set(db, "cursor", "")
+      try db.execute(sql: "UPDATE pending SET acked_version = NULL WHERE acked_version IS NOT NULL")
       if collections.isEmpty {
         try db.execute(sql: "UPDATE server_records SET stale = 1")
       } else {
