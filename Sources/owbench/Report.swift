@@ -21,6 +21,8 @@ struct Conditions: Codable, Sendable {
   var durationSeconds: Double
   var runs: Int
   var scenarios: [String]
+  /// Scenarios that run at another concurrency than `concurrency` (sync-pull's full syncs).
+  var concurrencyOverrides: [String: Int]
   /// Whether the clients used gzip (the server then also compresses every response).
   var gzip: Bool
   var cpus: Int
@@ -37,38 +39,62 @@ struct RunReport: Codable, Sendable {
 
 struct ScenarioReport: Codable, Sendable {
   var scenario: String
+  var concurrency: Int
   var calls: Int
   var errors: Int
   var errorsByCode: [String: Int]
   var qps: Double
+  /// What one call moves ("mutations", "records") and how many; nil when a call is the unit.
+  var items: ItemCount?
+  /// qps × items per call.
+  var itemsPerSecond: Double?
+  /// concurrency × items per call / mean call time. For calls of seconds (a full sync), a
+  /// 10 s window holds only a few and `itemsPerSecond` moves in steps of one call; this does not.
+  var itemsPerSecondByCallTime: Double?
   var p50Ms: Double
   var p90Ms: Double
   var p99Ms: Double
   var maxMs: Double
+  var meanMs: Double
   /// This scenario's QPS over ping's QPS in the same run; nil when ping was not run.
   var ratioToPing: Double?
   var drainTimedOut: Bool
+  /// Calls whose result broke a protocol promise, in any period (warmup included); any fails the run.
+  var failedChecks: Int
 
   init(_ result: LoadResult, pingQPS: Double?) {
     scenario = result.name
+    concurrency = result.concurrency
     calls = result.calls
     errors = result.errorCount
     errorsByCode = result.errors
     qps = result.qps
+    items = result.items
+    itemsPerSecond = result.items.map { result.qps * Double($0.perCall) }
     let h = result.histogram
     func ms(_ us: UInt64) -> Double { h.totalCount == 0 ? 0 : Double(us) / 1000 }
     p50Ms = ms(h.valueAtPercentile(50))
     p90Ms = ms(h.valueAtPercentile(90))
     p99Ms = ms(h.valueAtPercentile(99))
     maxMs = ms(h.max)
+    meanMs = h.totalCount == 0 ? 0 : h.mean / 1000
+    let meanSeconds = meanMs / 1000
+    itemsPerSecondByCallTime = result.items.flatMap { items in
+      meanSeconds > 0 ? Double(result.concurrency * items.perCall) / meanSeconds : nil
+    }
     ratioToPing = pingQPS.flatMap { $0 > 0 ? result.qps / $0 : nil }
     drainTimedOut = result.drainTimedOut
+    failedChecks = result.failedChecks
   }
 }
 
 struct SummaryRow: Codable, Sendable {
   var scenario: String
+  var concurrency: Int
   var qps: Double
+  var items: ItemCount?
+  var itemsPerSecond: Double?
+  var itemsPerSecondByCallTime: Double?
   var p50Ms: Double
   var p99Ms: Double
   var ratioToPing: Double?
@@ -79,9 +105,15 @@ struct SummaryRow: Codable, Sendable {
     return first.scenarios.map { row in
       let rows = runs.compactMap { $0.scenarios.first { $0.scenario == row.scenario } }
       let ratios = rows.compactMap(\.ratioToPing)
+      let itemRates = rows.compactMap(\.itemsPerSecond)
+      let callTimeRates = rows.compactMap(\.itemsPerSecondByCallTime)
       return SummaryRow(
         scenario: row.scenario,
+        concurrency: row.concurrency,
         qps: median(rows.map(\.qps)),
+        items: row.items,
+        itemsPerSecond: itemRates.isEmpty ? nil : median(itemRates),
+        itemsPerSecondByCallTime: callTimeRates.isEmpty ? nil : median(callTimeRates),
         p50Ms: median(rows.map(\.p50Ms)),
         p99Ms: median(rows.map(\.p99Ms)),
         ratioToPing: ratios.isEmpty ? nil : median(ratios))
@@ -135,6 +167,20 @@ enum Targets {
       checks.append(TargetCheck(
         target: "\(scenario) p99 < 10 ms\(at)", value: fixed(row.p99Ms, 2) + " ms", met: row.p99Ms < 10))
     }
+    // Sync throughput and live latency, checked only when those scenarios ran.
+    func itemsCheck(_ scenario: String, _ minimum: Double) {
+      guard let row = rows.first(where: { $0.scenario == scenario }), let rate = row.itemsPerSecond, let items = row.items
+      else { return }
+      checks.append(TargetCheck(
+        target: "\(scenario) ≥ \(Int(minimum)) \(items.unit)/s", value: fixed(rate, 0) + " \(items.unit)/s",
+        met: rate >= minimum))
+    }
+    itemsCheck("sync-push", 20_000)
+    itemsCheck("sync-pull", 100_000)
+    if let row = rows.first(where: { $0.scenario == "sync-watch" }) {
+      checks.append(TargetCheck(
+        target: "sync-watch p99 < 50 ms (push to arrival)", value: fixed(row.p99Ms, 2) + " ms", met: row.p99Ms < 50))
+    }
     let mb = 1_000_000.0
     checks.append(TargetCheck(
       target: "idle RSS < 60 MB", value: memory.idleRSSBytes.map(megabytes) ?? "not measured",
@@ -153,14 +199,20 @@ enum TextReport {
   static func runTable(_ run: RunReport, of runs: Int) -> String {
     var out = runs > 1 ? "Run \(run.run) of \(runs)\n" : ""
     out += table(
-      headers: ["scenario", "calls", "errors", "QPS", "p50 ms", "p90 ms", "p99 ms", "max ms", "× ping"],
+      headers: ["scenario", "conc", "calls", "errors", "QPS", "items/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "× ping"],
       rows: run.scenarios.map { r in
-        [r.scenario, "\(r.calls)", "\(r.errors)", fixed(r.qps, 1), fixed(r.p50Ms, 2), fixed(r.p90Ms, 2),
-         fixed(r.p99Ms, 2), fixed(r.maxMs, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
+        [r.scenario, "\(r.concurrency)", "\(r.calls)", "\(r.errors)", fixed(r.qps, 1), itemRate(r.itemsPerSecond, r.items),
+         fixed(r.p50Ms, 2), fixed(r.p90Ms, 2), fixed(r.p99Ms, 2), fixed(r.maxMs, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
       })
+    for r in run.scenarios {
+      if let items = r.items { out += perCall(r.scenario, items, p50Ms: r.p50Ms, byCallTime: r.itemsPerSecondByCallTime) }
+    }
     for r in run.scenarios where r.errors > 0 {
       let codes = r.errorsByCode.sorted { $0.value > $1.value }.map { "\($0.key) × \($0.value)" }
       out += "  errors in \(r.scenario): \(codes.joined(separator: ", "))\n"
+    }
+    for r in run.scenarios where r.failedChecks > 0 {
+      out += "  \(r.scenario): \(r.failedChecks) failed check\(r.failedChecks == 1 ? "" : "s") (warmup included): the run fails\n"
     }
     for r in run.scenarios where r.drainTimedOut {
       out += "  \(r.scenario): calls still running 60 s after the period were cancelled\n"
@@ -172,11 +224,29 @@ enum TextReport {
   }
 
   static func summaryTable(_ rows: [SummaryRow], runs: Int) -> String {
-    "Median of \(runs) runs\n" + table(
-      headers: ["scenario", "QPS", "p50 ms", "p99 ms", "× ping"],
+    var out = "Median of \(runs) runs\n" + table(
+      headers: ["scenario", "conc", "QPS", "items/s", "p50 ms", "p99 ms", "× ping"],
       rows: rows.map { r in
-        [r.scenario, fixed(r.qps, 1), fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
+        [r.scenario, "\(r.concurrency)", fixed(r.qps, 1), itemRate(r.itemsPerSecond, r.items), fixed(r.p50Ms, 2),
+         fixed(r.p99Ms, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
       })
+    for r in rows {
+      if let items = r.items { out += perCall(r.scenario, items, p50Ms: r.p50Ms, byCallTime: r.itemsPerSecondByCallTime) }
+    }
+    return out
+  }
+
+  /// "24500 mutations", or "–" for scenarios whose unit is the call.
+  static func itemRate(_ rate: Double?, _ items: ItemCount?) -> String {
+    guard let rate, let items else { return "–" }
+    return "\(fixed(rate, 0)) \(items.unit)"
+  }
+
+  /// What a call of an items scenario is, how long one takes (a full sync, for sync-pull), and
+  /// the rate from the call time, which does not move in steps of one call as items/s does.
+  static func perCall(_ scenario: String, _ items: ItemCount, p50Ms: Double, byCallTime: Double?) -> String {
+    let rate = byCallTime.map { "; \(fixed($0, 0)) \(items.unit)/s from mean call time × concurrency" } ?? ""
+    return "  \(scenario): \(items.perCall) \(items.unit) per call, \(fixed(p50Ms / 1000, 3)) s per call (p50)\(rate)\n"
   }
 
   static func memory(_ m: MemoryReport) -> String {
@@ -210,8 +280,10 @@ enum TextReport {
 
   static func conditions(_ c: Conditions) -> String {
     let server = c.spawned ? "\(c.server) (spawned by owbench, demo data)" : c.server
+    let overrides = c.concurrencyOverrides.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+    let except = overrides.isEmpty ? "" : " (except \(overrides.joined(separator: ", ")))"
     return """
-      conditions: \(c.concurrency) concurrent call\(c.concurrency == 1 ? "" : "s") over \(c.connections) connection\(c.connections == 1 ? "" : "s"), \
+      conditions: \(c.concurrency) concurrent call\(c.concurrency == 1 ? "" : "s")\(except) over \(c.connections) connection\(c.connections == 1 ? "" : "s"), \
       warmup \(trimmed(c.warmupSeconds)) s + \(trimmed(c.durationSeconds)) s measured per scenario, \
       \(c.runs) run\(c.runs == 1 ? "" : "s"), server \(server), \(c.cpus) CPUs shared with the load generator, \
       \(c.gzip ? "gzip on (requests and responses compressed)" : "no compression"); \

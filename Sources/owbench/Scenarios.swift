@@ -3,9 +3,10 @@ import GRPCNIOTransportHTTP2Posix
 import OneWindowAPI
 import OneWindowClientPosix
 
-/// The scenarios owbench knows. Adding one: a name and a setup that returns the call.
+/// The scenarios owbench knows. Adding one: a name and a setup that returns the call
+/// (`PreparedScenario`). The sync scenarios are in SyncScenarios.swift.
 enum Scenarios {
-  static let all: [Scenario] = [ping, catalogGet, catalogSearch, login]
+  static let all: [Scenario] = [ping, catalogGet, catalogSearch, login, syncPush, syncPull, syncWatch]
   static var names: [String] { all.map(\.name) }
 
   static func named(_ name: String) -> Scenario? { all.first { $0.name == name } }
@@ -13,7 +14,7 @@ enum Scenarios {
   /// grpc.health.v1 Health/Check for the whole server: the transport baseline.
   static let ping = Scenario(name: "ping") { _ in
     let request = Grpc_Health_V1_HealthCheckRequest()
-    return { client, _ in
+    return PreparedScenario { client, _ in
       _ = try await Grpc_Health_V1_Health.Client(wrapping: client).check(request)
     }
   }
@@ -25,7 +26,7 @@ enum Scenarios {
       throw BenchError("catalog-get: the server has no published items (start it with --demo, or use --spawn)")
     }
     let requests = codes.map { code in Onewindow_V1_GetItemRequest.with { $0.code = code } }
-    return { client, index in
+    return PreparedScenario { client, index in
       _ = try await Onewindow_V1_CatalogService.Client(wrapping: client).getItem(requests[index % requests.count])
     }
   }
@@ -36,7 +37,7 @@ enum Scenarios {
   /// SearchItems (first page, default page size), cycling through `searchQueries`.
   static let catalogSearch = Scenario(name: "catalog-search") { _ in
     let requests = searchQueries.map { query in Onewindow_V1_SearchItemsRequest.with { $0.query = query } }
-    return { client, index in
+    return PreparedScenario { client, index in
       _ = try await Onewindow_V1_CatalogService.Client(wrapping: client).searchItems(requests[index % requests.count])
     }
   }
@@ -50,7 +51,7 @@ enum Scenarios {
       $0.login = phone
       $0.password = password
     }
-    return { client, _ in
+    return PreparedScenario { client, _ in
       _ = try await Onewindow_V1_IdentityService.Client(wrapping: client).loginWithPassword(request)
     }
   }
@@ -91,7 +92,7 @@ enum Scenarios {
         continue
       }
     }
-    throw BenchError("login: could not register a bench account (20 phone/ID collisions)")
+    throw BenchError("could not register a bench account (20 phone/ID collisions)")
   }
 }
 

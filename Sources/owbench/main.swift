@@ -12,6 +12,14 @@ struct OWBench: AsyncParsableCommand {
     discussion: """
       Scenarios: \(Scenarios.names.joined(separator: ", ")). Build owbench and the server with -c release; \
       with --spawn, owbench starts its own server on a free port with a fresh database and the demo catalog.
+
+      The sync scenarios each register a citizen (the server allows 20 registrations per address and hour) \
+      and write to its private `preferences` collection. sync-push: a call pushes 500 new records (items/s is \
+      mutations/s); every mutation must be applied. sync-pull: the setup seeds 100 000 records; a call is a \
+      complete initial sync (Pull pages from an empty cursor until has_more is false; items/s is records/s), \
+      --sync-pull-concurrency at a time. sync-watch: a call pushes one record and waits until another device's \
+      Watch stream delivers it (latency is push to arrival; 5 s at most). A failed check (a mutation not \
+      applied, a short sync, a record that never arrives) makes owbench exit with status 1.
       """)
 
   @Option(help: "Server address host:port. [env: OWBENCH_SERVER] (default: 127.0.0.1:50051)")
@@ -38,6 +46,9 @@ struct OWBench: AsyncParsableCommand {
   @Option(help: "Path to a onewindow binary to start (free port, temporary data directory, --demo) and stop afterwards.")
   var spawn: String?
 
+  @Option(help: "Concurrent full syncs in sync-pull (each call pulls the whole 100k-record account).")
+  var syncPullConcurrency = 1
+
   @Option(help: "Run the whole scenario list this many times and summarise the medians.")
   var runs = 1
 
@@ -53,6 +64,7 @@ struct OWBench: AsyncParsableCommand {
     guard duration > 0, duration <= 86_400 else { throw ValidationError("--duration must be between 0 and 86400 seconds") }
     guard warmup >= 0, warmup <= 3_600 else { throw ValidationError("--warmup must be between 0 and 3600 seconds") }
     guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+    guard syncPullConcurrency >= 1 else { throw ValidationError("--sync-pull-concurrency must be at least 1") }
     _ = try selectedScenarios()
     if spawn != nil, server != nil || serverPid != nil {
       throw ValidationError("--spawn starts its own server: don't combine it with --server or --server-pid")
@@ -76,7 +88,8 @@ struct OWBench: AsyncParsableCommand {
       load: LoadSettings(
         concurrency: concurrency, warmup: .milliseconds(Int64(warmup * 1000)),
         duration: .milliseconds(Int64(duration * 1000))),
-      runs: runs, scenarios: try selectedScenarios(), gzip: gzip)
+      runs: runs, scenarios: try selectedScenarios(), gzip: gzip,
+      concurrencyOverrides: [Scenarios.syncPull.name: syncPullConcurrency])
 
     var spawned: SpawnedServer?
     if let spawn {
@@ -109,6 +122,11 @@ struct OWBench: AsyncParsableCommand {
       out += TextReport.conditions(report.conditions)
       print(out, terminator: "")
     }
+    let failed = report.runs.flatMap(\.scenarios).filter { $0.failedChecks > 0 }
+    if !failed.isEmpty {
+      progress("FAILED: checks failed in \(Set(failed.map(\.scenario)).sorted().joined(separator: ", ")) (see the errors above)")
+      throw ExitCode.failure
+    }
   }
 }
 
@@ -119,6 +137,19 @@ struct BenchSettings: Sendable {
   var runs: Int
   var scenarios: [Scenario]
   var gzip: Bool
+  /// Per-scenario concurrency instead of `concurrency`.
+  var concurrencyOverrides: [String: Int]
+
+  /// The overrides of the scenarios that run.
+  var activeOverrides: [String: Int] {
+    concurrencyOverrides.filter { name, _ in scenarios.contains { $0.name == name } }
+  }
+
+  func load(for scenario: String) -> LoadSettings {
+    var settings = load
+    if let concurrency = concurrencyOverrides[scenario] { settings.concurrency = concurrency }
+    return settings
+  }
 }
 
 /// Connects, prepares every scenario once, then runs the scenario list `runs` times while
@@ -166,20 +197,24 @@ struct Bench: Sendable {
       conditions: Conditions(
         server: address, spawned: spawned, concurrency: settings.concurrency, connections: settings.connections,
         warmupSeconds: settings.load.warmup.seconds, durationSeconds: settings.load.duration.seconds,
-        runs: settings.runs, scenarios: settings.scenarios.map(\.name), gzip: settings.gzip,
+        runs: settings.runs, scenarios: settings.scenarios.map(\.name),
+        concurrencyOverrides: settings.activeOverrides.filter { $0.value != settings.concurrency }, gzip: settings.gzip,
         cpus: ProcessInfo.processInfo.activeProcessorCount, owbenchBuild: owbenchBuild,
         note: "build owbench and the server with -c release"),
       runs: runs, summary: summary, memory: memory,
       targets: Targets.check(rows, memory: memory, concurrency: settings.concurrency))
   }
 
+  /// Sets up every scenario, runs them `runs` times, then tears them down (closing what their
+  /// setups left open, so the clients can shut down gracefully).
   private func measure(_ clients: [BenchClient]) async throws -> [RunReport] {
-    var prepared: [(name: String, call: BenchCall)] = []
+    var prepared: [(name: String, scenario: PreparedScenario)] = []
     for scenario in settings.scenarios {
       progress("setting up \(scenario.name) …")
       do {
         prepared.append((scenario.name, try await scenario.setup(clients[0])))
       } catch {
+        for (_, ready) in prepared { await ready.teardown() }
         throw BenchError("setup of \(scenario.name) failed: \(error)")
       }
     }
@@ -188,11 +223,14 @@ struct Bench: Sendable {
     for index in 1...settings.runs {
       let sampler = pid.map { RSSSampler(pid: $0) }
       var results: [LoadResult] = []
-      for (name, call) in prepared {
+      for (name, scenario) in prepared {
         let label = settings.runs > 1 ? "run \(index)/\(settings.runs) \(name)" : name
-        progress("\(label): \(trimmed(settings.load.warmup.seconds)) s warmup + \(trimmed(settings.load.duration.seconds)) s …")
-        let result = await runLoad(name: name, call: call, clients: clients, settings: settings.load)
-        progress("\(label): \(fixed(result.qps, 1)) QPS, \(result.errorCount) errors")
+        let load = settings.load(for: name)
+        progress("\(label): \(trimmed(load.warmup.seconds)) s warmup + \(trimmed(load.duration.seconds)) s …")
+        var result = await runLoad(name: name, call: scenario.call, clients: clients, settings: load)
+        result.items = scenario.items
+        let rate = result.items.map { ", \(fixed(result.qps * Double($0.perCall), 0)) \($0.unit)/s" } ?? ""
+        progress("\(label): \(fixed(result.qps, 1)) QPS\(rate), \(result.errorCount) errors")
         results.append(result)
       }
       let peak = await sampler?.finish()
@@ -201,6 +239,7 @@ struct Bench: Sendable {
         run: index, scenarios: results.map { ScenarioReport($0, pingQPS: pingQPS) },
         peakRSSSampledBytes: peak.flatMap { $0 > 0 ? $0 : nil }))
     }
+    for (_, scenario) in prepared { await scenario.teardown() }
     return runs
   }
 
