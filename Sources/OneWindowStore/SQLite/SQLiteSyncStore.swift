@@ -85,14 +85,16 @@ final class SQLiteSyncStore: SyncStore {
       stored.sequence = log.sequence
       stored.encodedSize = body.count
       let checksum = record.state.deleted ? 0 : Int64(bitPattern: ReplicaChecksum.hash(id: record.id, values: record.state.values))
-      try db.execute(
+      // Cached statements: per-mutation SQL is parsed once per connection, not per write.
+      try db.cachedStatement(
         sql: """
           INSERT INTO sync_records (collection, id, owner_id, audience, version, deleted, seq, body, checksum, updated_at)
           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
           ON CONFLICT (collection, id) DO UPDATE SET owner_id = excluded.owner_id, audience = excluded.audience,
             version = excluded.version, deleted = excluded.deleted, seq = excluded.seq, body = excluded.body,
             checksum = excluded.checksum, updated_at = excluded.updated_at
-          """,
+          """
+      ).execute(
         arguments: [
           record.collection, record.id, record.ownerID, record.audience, record.state.version, record.state.deleted,
           log.sequence, body, checksum, SQLTime.ms(now),
@@ -126,8 +128,9 @@ final class SQLiteSyncStore: SyncStore {
             mutation, current: current, principal: batch.principal, clientID: batch.clientID, clock: &state.clock,
             now: batch.now, newID: { ULID.make(at: batch.now) })
           for record in decision.writes { try state.put(record, db) }
-          try db.execute(
-            sql: "INSERT INTO sync_results (client_id, mutation_id, result, created_at) VALUES (?, ?, ?, ?)",
+          try db.cachedStatement(
+            sql: "INSERT INTO sync_results (client_id, mutation_id, result, created_at) VALUES (?, ?, ?, ?)"
+          ).execute(
             arguments: [
               batch.clientID, mutation.mutationID,
               String(decoding: try Self.resultEncoder.encode(decision.result), as: UTF8.self), SQLTime.ms(batch.now),
@@ -154,7 +157,8 @@ final class SQLiteSyncStore: SyncStore {
 
   static func storedResult(_ db: Database, clientID: String, mutationID: Int64) throws -> MutationResult {
     guard let text = try String.fetchOne(
-      db, sql: "SELECT result FROM sync_results WHERE client_id = ? AND mutation_id = ?", arguments: [clientID, mutationID])
+      db.cachedStatement(sql: "SELECT result FROM sync_results WHERE client_id = ? AND mutation_id = ?"),
+      arguments: [clientID, mutationID])
     else {
       // Compacted after the retention period: the effect is long applied, the detail is gone.
       return MutationResult(
@@ -262,7 +266,7 @@ final class SQLiteSyncStore: SyncStore {
         let arguments = StatementArguments([audience, query.after] as [any DatabaseValueConvertible])
           + StatementArguments(collectionArguments) + StatementArguments([query.limit + 1])
         candidates += try Row.fetchAll(
-          db, sql: "SELECT \(Self.columns) FROM sync_records WHERE audience = ? AND \(filters) ORDER BY seq LIMIT ?",
+          db.cachedStatement(sql: "SELECT \(Self.columns) FROM sync_records WHERE audience = ? AND \(filters) ORDER BY seq LIMIT ?"),
           arguments: arguments)
       }
       if query.audiences.count > 1 { candidates.sort { ($0["seq"] as Int64) < ($1["seq"] as Int64) } }
@@ -328,7 +332,7 @@ final class SQLiteSyncStore: SyncStore {
 
   static func record(_ db: Database, collection: String, id: String) throws -> StoredRecord? {
     try Row.fetchOne(
-      db, sql: "SELECT \(columns) FROM sync_records WHERE collection = ? AND id = ?", arguments: [collection, id]
+      db.cachedStatement(sql: "SELECT \(columns) FROM sync_records WHERE collection = ? AND id = ?"), arguments: [collection, id]
     ).map(record(from:))
   }
 
