@@ -1,10 +1,10 @@
 /// The one code an applicant follows a case by (全程一码): 16 random Crockford base32 characters
-/// (80 bits: one case's code says nothing about another's) and an ISO 7064 MOD 37,36 check
-/// character, which catches every single mistyped character and every swap of two neighbours.
-/// Written in groups of four: `7K3M-9QXT-2B8N-4WZR-P`.
+/// (80 bits: one case's code says nothing about another's) and an ISO 7064 MOD 37-2 check
+/// character (0–9, A–Z or `*`), which catches every single mistyped character and every swap of
+/// two neighbours (37 is prime). Written in groups of four: `7K3M-9QXT-2B8N-4WZR-P`.
 public enum TrackingCode {
   static let randomAlphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
-  static let checkAlphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+  static let checkAlphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*".utf8)
   public static let randomLength = 16
 
   /// A new code from `random` (pass a system generator in production, a seeded one in tests).
@@ -31,17 +31,14 @@ public enum TrackingCode {
     return format(bytes)
   }
 
-  /// ISO 7064 MOD 37,36 (hybrid system) over the characters' values 0–35.
+  /// ISO 7064 MOD 37-2 (pure system) over the characters' values 0–35.
   static func checkCharacter(_ body: [UInt8]) -> UInt8 {
-    let m = 36
-    var product = m
+    var p = 0
     for byte in body {
       let value = checkAlphabet.firstIndex(of: byte) ?? 0
-      var sum = (product + value) % m
-      if sum == 0 { sum = m }
-      product = (2 * sum) % (m + 1)
+      p = ((p + value) * 2) % 37
     }
-    return checkAlphabet[(m + 1 - product) % m]
+    return checkAlphabet[(38 - p) % 37]
   }
 
   static func format(_ bytes: [UInt8]) -> String {
