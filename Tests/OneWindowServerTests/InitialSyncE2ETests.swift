@@ -19,7 +19,7 @@ import Testing
       let total = 100_000
       for start in stride(from: 0, to: total, by: 1000) {
         let mutations = (start..<start + 1000).map { i in
-          SyncServiceDecoding.incoming(device.upsert("preferences", newRecordID(), ["i": .int(Int64(i)), "label": .string("记录 \(i)")], now: Date()))
+          IncomingMutation(wire: device.upsert("preferences", newRecordID(), ["i": .int(Int64(i)), "label": .string("记录 \(i)")], now: Date()))
         }
         let outcome = try await env.store.sync.push(PushBatch(
           clientID: device.clientID, principal: principal, mutations: mutations, rules: SyncWriteRules(), now: Date()))
@@ -55,21 +55,6 @@ import Testing
       #expect(verify.collections.first?.checksum == local.hex, "seed \(seed)")
       #expect(pages >= total / 1000 + interruptions)
     }
-  }
-}
-
-/// Decoding pushes as the service does, for tests that write through the store directly.
-enum SyncServiceDecoding {
-  static func incoming(_ m: Onewindow_V1_Mutation) -> IncomingMutation {
-    guard case .upsert(let upsert) = m.op else { preconditionFailure("tests seed upserts only") }
-    var changes: [String: FieldChange] = [:]
-    for (name, edit) in upsert.fields {
-      guard let value = try? edit.value.domain(), let stamp = try? edit.stamp.domain() else { continue }
-      changes[name] = FieldChange(value: value, stamp: stamp)
-    }
-    return IncomingMutation(
-      mutationID: m.mutationID, collection: m.collection, recordID: m.recordID,
-      body: .valid(RecordMutation(operation: .upsert(changes), baseVersion: m.baseVersion)))
   }
 }
 

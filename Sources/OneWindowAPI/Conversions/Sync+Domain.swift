@@ -124,3 +124,76 @@ extension Onewindow_V1_MutationResult {
     if let reason = result.reason { self.reason = reason.wire }
   }
 }
+
+extension IncomingMutation {
+  /// Decodes one mutation. Problems are carried as `malformed` rather than thrown: the mutation
+  /// is then rejected in order and its id still counts, so a bad edit cannot jam the queue.
+  public init(wire m: Onewindow_V1_Mutation) {
+    func body() throws(ValidationError) -> RecordMutation {
+      try SyncLimits.validateRecordID(m.recordID)
+      guard m.baseVersion >= 0 else { throw ValidationError("base_version", "must not be negative") }
+      switch m.op {
+      case .upsert(let upsert):
+        var changes: [String: FieldChange] = [:]
+        for (name, edit) in upsert.fields {
+          try SyncLimits.validateFieldName(name, field: "fields")
+          guard edit.hasStamp else { throw ValidationError("fields.\(name).stamp", "is required") }
+          changes[name] = FieldChange(
+            value: try edit.value.domain(field: "fields.\(name)"), stamp: try edit.stamp.domain(field: "fields.\(name).stamp"))
+        }
+        return RecordMutation(operation: .upsert(changes), baseVersion: m.baseVersion)
+      case .delete(let delete):
+        guard delete.hasStamp else { throw ValidationError("delete.stamp", "is required") }
+        return RecordMutation(operation: .delete(try delete.stamp.domain(field: "delete.stamp")), baseVersion: m.baseVersion)
+      case .none:
+        throw ValidationError("op", "set upsert or delete")
+      }
+    }
+    let decoded: IncomingMutation.Body
+    do { decoded = .valid(try body()) } catch { decoded = .malformed(error) }
+    self.init(mutationID: m.mutationID, collection: m.collection, recordID: m.recordID, body: decoded)
+  }
+}
+
+extension MutationResult {
+  /// The core's form of a push result; nil for an outcome this SDK does not know (the
+  /// mutation still counts as processed when its id is within `last_mutation_id`).
+  public init?(wire: Onewindow_V1_MutationResult) {
+    let outcome: Outcome
+    switch wire.outcome {
+    case .applied: outcome = .applied
+    case .merged: outcome = .merged
+    case .conflict: outcome = .conflict
+    case .rejected: outcome = .rejected
+    case .unspecified, .UNRECOGNIZED: return nil
+    }
+    self.init(
+      mutationID: wire.mutationID, outcome: outcome, version: wire.version, lostFields: wire.lostFields,
+      conflictID: wire.conflictID.isEmpty ? nil : wire.conflictID, reason: Reason(wire: wire.reason),
+      message: wire.message.isEmpty ? nil : wire.message, clockClamped: wire.clockClamped, replayed: wire.replayed)
+  }
+}
+
+extension Onewindow_V1_Conflict {
+  public init(_ c: SyncConflict) {
+    self.init()
+    id = c.id
+    collection = c.collection
+    recordID = c.recordID
+    baseVersion = c.baseVersion
+    serverVersion = c.serverVersion
+    clientID = c.clientID
+    mutationID = c.mutationID
+    createdAtMillis = c.createdAt
+    fields = c.fields.map { f in
+      .with {
+        $0.field = f.field
+        $0.clientValue = Onewindow_V1_Value(f.client)
+        if let server = f.server {
+          $0.serverValue = Onewindow_V1_Value(server)
+          $0.serverHasValue = true
+        }
+      }
+    }
+  }
+}

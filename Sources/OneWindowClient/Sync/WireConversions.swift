@@ -1,7 +1,8 @@
 import OneWindowAPI
 import OneWindowCore
 
-// The client's side of the wire: queued mutations out, push results and conflicts in.
+// The client's side of the wire: queued mutations out, conflicts in (push results decode with
+// the shared conversions in OneWindowAPI).
 
 extension Onewindow_V1_Mutation {
   /// The queued edit as pushed: only its changed fields, each with its stamp.
@@ -24,25 +25,6 @@ extension Onewindow_V1_Mutation {
     case .delete(let stamp):
       delete = .with { $0.stamp = Onewindow_V1_HlcStamp(stamp) }
     }
-  }
-}
-
-extension MutationResult {
-  /// The core's form of a push result; nil for an outcome this SDK does not know (the
-  /// mutation still counts as processed when its id is within `last_mutation_id`).
-  public init?(wire: Onewindow_V1_MutationResult) {
-    let outcome: Outcome
-    switch wire.outcome {
-    case .applied: outcome = .applied
-    case .merged: outcome = .merged
-    case .conflict: outcome = .conflict
-    case .rejected: outcome = .rejected
-    case .unspecified, .UNRECOGNIZED: return nil
-    }
-    self.init(
-      mutationID: wire.mutationID, outcome: outcome, version: wire.version, lostFields: wire.lostFields,
-      conflictID: wire.conflictID.isEmpty ? nil : wire.conflictID, reason: Reason(wire: wire.reason),
-      message: wire.message.isEmpty ? nil : wire.message, clockClamped: wire.clockClamped, replayed: wire.replayed)
   }
 }
 

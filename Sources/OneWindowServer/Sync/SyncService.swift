@@ -102,7 +102,7 @@ struct SyncService: Onewindow_V1_SyncService.SimpleServiceProtocol {
       previous = m.mutationID
     }
     let outcome = try await store.push(PushBatch(
-      clientID: request.clientID, principal: principal, mutations: request.mutations.map(Self.incoming),
+      clientID: request.clientID, principal: principal, mutations: request.mutations.map(IncomingMutation.init(wire:)),
       rules: rules, now: clock.now()))
     return .with {
       $0.results = outcome.results.map(Onewindow_V1_MutationResult.init)
@@ -110,34 +110,6 @@ struct SyncService: Onewindow_V1_SyncService.SimpleServiceProtocol {
       $0.gapExpectedID = outcome.gapExpected ?? 0
       $0.serverClock = Onewindow_V1_HlcStamp(outcome.serverClock)
     }
-  }
-
-  /// Decodes one mutation. Problems are carried as `malformed` rather than thrown: the mutation
-  /// is then rejected in order and its id still counts, so a bad edit cannot jam the queue.
-  static func incoming(_ m: Onewindow_V1_Mutation) -> IncomingMutation {
-    func body() throws(ValidationError) -> RecordMutation {
-      try SyncLimits.validateRecordID(m.recordID)
-      guard m.baseVersion >= 0 else { throw ValidationError("base_version", "must not be negative") }
-      switch m.op {
-      case .upsert(let upsert):
-        var changes: [String: FieldChange] = [:]
-        for (name, edit) in upsert.fields {
-          try SyncLimits.validateFieldName(name, field: "fields")
-          guard edit.hasStamp else { throw ValidationError("fields.\(name).stamp", "is required") }
-          changes[name] = FieldChange(
-            value: try edit.value.domain(field: "fields.\(name)"), stamp: try edit.stamp.domain(field: "fields.\(name).stamp"))
-        }
-        return RecordMutation(operation: .upsert(changes), baseVersion: m.baseVersion)
-      case .delete(let delete):
-        guard delete.hasStamp else { throw ValidationError("delete.stamp", "is required") }
-        return RecordMutation(operation: .delete(try delete.stamp.domain(field: "delete.stamp")), baseVersion: m.baseVersion)
-      case .none:
-        throw ValidationError("op", "set upsert or delete")
-      }
-    }
-    let decoded: IncomingMutation.Body
-    do { decoded = .valid(try body()) } catch { decoded = .malformed(error) }
-    return IncomingMutation(mutationID: m.mutationID, collection: m.collection, recordID: m.recordID, body: decoded)
   }
 
   // MARK: - Verify and conflicts
@@ -262,29 +234,5 @@ extension Onewindow_V1_Collection {
       }
     }
     maxRecordBytes = Int32(spec.maxRecordBytes)
-  }
-}
-
-extension Onewindow_V1_Conflict {
-  init(_ c: SyncConflict) {
-    self.init()
-    id = c.id
-    collection = c.collection
-    recordID = c.recordID
-    baseVersion = c.baseVersion
-    serverVersion = c.serverVersion
-    clientID = c.clientID
-    mutationID = c.mutationID
-    createdAtMillis = c.createdAt
-    fields = c.fields.map { f in
-      .with {
-        $0.field = f.field
-        $0.clientValue = Onewindow_V1_Value(f.client)
-        if let server = f.server {
-          $0.serverValue = Onewindow_V1_Value(server)
-          $0.serverHasValue = true
-        }
-      }
-    }
   }
 }
