@@ -8,6 +8,11 @@ public protocol Store: Sendable {
   var catalog: any CatalogStore { get }
   var outbox: any OutboxStore { get }
   var sync: any SyncStore { get }
+  var cases: any CaseStore { get }
+  var materials: any MaterialStore { get }
+  var certificates: any CertificateStore { get }
+  var evaluations: any EvaluationStore { get }
+  var audit: any AuditStore { get }
   /// Flushes and closes the database; call once after the server has drained.
   func close() async throws
 }

@@ -611,11 +611,41 @@ public nonisolated struct Onewindow_V1_ServiceItemSpec: @unchecked Sendable {
     set {_uniqueStorage()._contactPhone = newValue}
   }
 
+  /// Set when approving a case of this item issues an electronic certificate (电子证照).
+  public var certificate: Onewindow_V1_CertificateTemplate {
+    get {_storage._certificate ?? Onewindow_V1_CertificateTemplate()}
+    set {_uniqueStorage()._certificate = newValue}
+  }
+  /// Returns true if `certificate` has been explicitly set.
+  public var hasCertificate: Bool {_storage._certificate != nil}
+  /// Clears the value of `certificate`. Subsequent reads from it will return its default value.
+  public mutating func clearCertificate() {_uniqueStorage()._certificate = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// The certificate an item issues on approval.
+public nonisolated struct Onewindow_V1_CertificateTemplate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1–50 characters, e.g. "食品经营许可证".
+  public var type: String = String()
+
+  /// 0–50; 0 means the certificate does not expire.
+  public var validityYears: Int32 = 0
+
+  /// Up to 30 names of form_schema fields whose values are printed on the certificate.
+  public var fields: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Onewindow_V1_ServiceItem: Sendable {
@@ -1300,7 +1330,7 @@ nonisolated extension Onewindow_V1_FormSchema: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Onewindow_V1_ServiceItemSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ServiceItemSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}name\0\u{3}department_code\0\u{1}category\0\u{1}target\0\u{1}summary\0\u{3}legal_basis\0\u{3}acceptance_conditions\0\u{1}materials\0\u{3}process_steps\0\u{3}statutory_limit_days\0\u{3}promised_limit_days\0\u{1}fees\0\u{3}online_depth\0\u{3}onsite_visits\0\u{3}supports_appointment\0\u{3}supports_courier_delivery\0\u{3}supports_online_payment\0\u{1}faq\0\u{3}form_schema\0\u{3}handling_location\0\u{3}contact_phone\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}name\0\u{3}department_code\0\u{1}category\0\u{1}target\0\u{1}summary\0\u{3}legal_basis\0\u{3}acceptance_conditions\0\u{1}materials\0\u{3}process_steps\0\u{3}statutory_limit_days\0\u{3}promised_limit_days\0\u{1}fees\0\u{3}online_depth\0\u{3}onsite_visits\0\u{3}supports_appointment\0\u{3}supports_courier_delivery\0\u{3}supports_online_payment\0\u{1}faq\0\u{3}form_schema\0\u{3}handling_location\0\u{3}contact_phone\0\u{1}certificate\0")
 
   fileprivate class _StorageClass {
     var _code: String = String()
@@ -1325,6 +1355,7 @@ nonisolated extension Onewindow_V1_ServiceItemSpec: SwiftProtobuf.Message, Swift
     var _formSchema: Onewindow_V1_FormSchema? = nil
     var _handlingLocation: String = String()
     var _contactPhone: String = String()
+    var _certificate: Onewindow_V1_CertificateTemplate? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1357,6 +1388,7 @@ nonisolated extension Onewindow_V1_ServiceItemSpec: SwiftProtobuf.Message, Swift
       _formSchema = source._formSchema
       _handlingLocation = source._handlingLocation
       _contactPhone = source._contactPhone
+      _certificate = source._certificate
     }
   }
 
@@ -1397,6 +1429,7 @@ nonisolated extension Onewindow_V1_ServiceItemSpec: SwiftProtobuf.Message, Swift
         case 20: try { try decoder.decodeSingularMessageField(value: &_storage._formSchema) }()
         case 21: try { try decoder.decodeSingularStringField(value: &_storage._handlingLocation) }()
         case 22: try { try decoder.decodeSingularStringField(value: &_storage._contactPhone) }()
+        case 23: try { try decoder.decodeSingularMessageField(value: &_storage._certificate) }()
         default: break
         }
       }
@@ -1475,6 +1508,9 @@ nonisolated extension Onewindow_V1_ServiceItemSpec: SwiftProtobuf.Message, Swift
       if !_storage._contactPhone.isEmpty {
         try visitor.visitSingularStringField(value: _storage._contactPhone, fieldNumber: 22)
       }
+      try { if let v = _storage._certificate {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -1506,10 +1542,51 @@ nonisolated extension Onewindow_V1_ServiceItemSpec: SwiftProtobuf.Message, Swift
         if _storage._formSchema != rhs_storage._formSchema {return false}
         if _storage._handlingLocation != rhs_storage._handlingLocation {return false}
         if _storage._contactPhone != rhs_storage._contactPhone {return false}
+        if _storage._certificate != rhs_storage._certificate {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Onewindow_V1_CertificateTemplate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CertificateTemplate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}type\0\u{3}validity_years\0\u{1}fields\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.type) }()
+      case 2: try { try decoder.decodeSingularInt32Field(value: &self.validityYears) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.fields) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.type.isEmpty {
+      try visitor.visitSingularStringField(value: self.type, fieldNumber: 1)
+    }
+    if self.validityYears != 0 {
+      try visitor.visitSingularInt32Field(value: self.validityYears, fieldNumber: 2)
+    }
+    if !self.fields.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.fields, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Onewindow_V1_CertificateTemplate, rhs: Onewindow_V1_CertificateTemplate) -> Bool {
+    if lhs.type != rhs.type {return false}
+    if lhs.validityYears != rhs.validityYears {return false}
+    if lhs.fields != rhs.fields {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

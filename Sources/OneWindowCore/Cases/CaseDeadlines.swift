@@ -5,8 +5,8 @@
 /// - The decision is due within the item's promised limit of working days from acceptance (never
 ///   beyond the statutory limit, default 20), plus one approved extension (default 10), plus the
 ///   working days spent suspended (特别程序 pauses the clock; resuming recomputes the deadline).
-public struct CaseClock: Sendable, Equatable {
-  public struct Suspension: Sendable, Equatable {
+public struct CaseClock: Sendable, Equatable, Codable {
+  public struct Suspension: Sendable, Equatable, Codable {
     public var from: CivilDate
     /// nil while still suspended.
     public var until: CivilDate?
@@ -29,6 +29,12 @@ public struct CaseClock: Sendable, Equatable {
   public var statutoryDays: Int
   public var extended: Bool
   public var suspensions: [Suspension]
+  /// The day the one-time correction notice went out (it stops the deemed-acceptance rule).
+  public var noticeIssuedOn: CivilDate?
+  /// The day the applicant supplied what the notice listed.
+  public var suppliedOn: CivilDate?
+  /// The day of the decision (准予 / 不予许可); the result is due 10 working days later.
+  public var decidedOn: CivilDate?
 
   public init(
     receivedOn: CivilDate? = nil, acceptedOn: CivilDate? = nil, promisedDays: Int, statutoryDays: Int = defaultStatutoryDays,
@@ -50,7 +56,7 @@ public struct CaseClock: Sendable, Equatable {
   /// Whether the notice deadline has passed on `today` with the case still awaiting acceptance:
   /// the background job then records deemed acceptance, dated the day of receipt.
   public func deemedAccepted(on today: CivilDate, _ calendar: WorkingCalendar) -> Bool {
-    guard acceptedOn == nil, let due = correctionNoticeDue(calendar) else { return false }
+    guard acceptedOn == nil, noticeIssuedOn == nil, let due = correctionNoticeDue(calendar) else { return false }
     return today > due
   }
 
@@ -78,5 +84,26 @@ public struct CaseClock: Sendable, Equatable {
     guard let due = decisionDue(asOf: today, calendar) else { return nil }
     if today <= due { return calendar.workingDays(after: today, through: due) }
     return -calendar.workingDays(after: due, through: today)
+  }
+
+  /// Working days to issue the result (certificate or decision letter) after the decision
+  /// (行政许可法 第四十四条).
+  public static let resultIssueDays = 10
+
+  /// The deadline that matters for a case in `state` as of `today`, or nil when nothing is
+  /// due from the department (the applicant's turn, paused, or finished). Queues sort by it.
+  public func nextDeadline(in state: CaseState, asOf today: CivilDate, _ calendar: WorkingCalendar) -> CivilDate? {
+    switch state {
+    case .pendingAcceptance:
+      if let suppliedOn { return calendar.addingWorkingDays(Self.correctionNoticeDays, to: suppliedOn) }
+      return correctionNoticeDue(calendar)
+    case .accepted, .underReview:
+      return decisionDue(asOf: today, calendar)
+    case .approved, .denied:
+      return decidedOn.map { calendar.addingWorkingDays(Self.resultIssueDays, to: $0) }
+    case .draft, .submitted, .correctionRequired, .rejected, .suspended, .completed, .resultDelivering,
+      .resultDelivered, .withdrawn:
+      return nil
+    }
   }
 }

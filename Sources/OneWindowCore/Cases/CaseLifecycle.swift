@@ -74,6 +74,9 @@ public enum CaseEvent: String, Sendable, Codable, CaseIterable {
   case withdraw
   /// Administrators only, with a reason: a completed case goes back under review.
   case reopen
+  /// The one extension of the decision deadline (+10 working days), with reason and approver.
+  /// The state does not change.
+  case extend
 }
 
 public struct CaseTransitionError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -116,8 +119,11 @@ public enum CaseLifecycle {
     add([.approved, .denied], .complete, .completed, [.handler])
     add([.completed], .dispatchResult, .resultDelivering, [.handler])
     add([.resultDelivering], .confirmDelivery, .resultDelivered, [.handler, .applicant])
+    // Pickup at the window or an e-licence: delivered without a courier leg.
+    add([.completed], .confirmDelivery, .resultDelivered, [.handler, .applicant])
     add(CaseState.allCases.filter(\.isWithdrawable), .withdraw, .withdrawn, [.applicant])
     add([.completed], .reopen, .underReview, [.administrator])
+    for state in [CaseState.accepted, .underReview, .suspended] { add([state], .extend, state, [.handler]) }
     return rules
   }()
 

@@ -1,7 +1,7 @@
 /// The one code an applicant follows a case by (全程一码): 16 random Crockford base32 characters
 /// (80 bits: one case's code says nothing about another's) and an ISO 7064 MOD 37-2 check
 /// character (0–9, A–Z or `*`), which catches every single mistyped character and every swap of
-/// two neighbours (37 is prime). Written in groups of four: `7K3M-9QXT-2B8N-4WZR-P`.
+/// two neighbours (37 is prime). Written in groups of four: `7K3M-9QXT-2B8N-4WZP-3`.
 public enum TrackingCode {
   static let randomAlphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
   static let checkAlphabet = Array("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ*".utf8)
@@ -24,7 +24,7 @@ public enum TrackingCode {
     let bytes = Array(text.uppercased().utf8).filter { $0 != UInt8(ascii: "-") && $0 != UInt8(ascii: " ") }
     guard bytes.count == randomLength + 1, bytes.dropLast().allSatisfy(randomAlphabet.contains),
           let check = bytes.last, checkAlphabet.contains(check)
-    else { throw ValidationError(field, "must be 17 characters like 7K3M-9QXT-2B8N-4WZR-P") }
+    else { throw ValidationError(field, "must be 17 characters like 7K3M-9QXT-2B8N-4WZP-3") }
     guard checkCharacter(Array(bytes.dropLast())) == check else {
       throw ValidationError(field, "has a wrong check character: look for a mistyped character")
     }

@@ -84,10 +84,13 @@ public struct CivilDate: Hashable, Comparable, Sendable, Codable, CustomStringCo
 public struct WorkingCalendar: Sendable, Equatable {
   public var holidays: Set<CivilDate>
   public var makeUpWorkdays: Set<CivilDate>
+  /// The years whose official arrangement this calendar holds (outside them only weekends count).
+  public var years: Set<Int>
 
-  public init(holidays: Set<CivilDate> = [], makeUpWorkdays: Set<CivilDate> = []) {
+  public init(holidays: Set<CivilDate> = [], makeUpWorkdays: Set<CivilDate> = [], years: Set<Int> = []) {
     self.holidays = holidays
     self.makeUpWorkdays = makeUpWorkdays
+    self.years = years
   }
 
   public func isWorkingDay(_ day: CivilDate) -> Bool {

@@ -58,6 +58,16 @@ extension ServiceItemSpec {
     s.formFields = try Self.validateForm(formFields)
     s.handlingLocation = try Check.optionalText(handlingLocation, field: "spec.handling_location", max: 200)
     s.contactPhone = try Check.optionalText(contactPhone, field: "spec.contact_phone", max: 30)
+    if var template = certificate {
+      template.type = try Check.text(template.type, field: "spec.certificate.type", max: 50)
+      try Check.range(template.validityYears, field: "spec.certificate.validity_years", 0...50)
+      try Check.count(template.fields, field: "spec.certificate.fields", max: 30)
+      let formNames = Set(s.formFields.map(\.name))
+      for (i, name) in template.fields.enumerated() where !formNames.contains(name) {
+        throw ValidationError("spec.certificate.fields[\(i)]", "names '\(name)', which is not a field of the form schema")
+      }
+      s.certificate = template
+    }
     return s
   }
 

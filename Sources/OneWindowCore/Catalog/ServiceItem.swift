@@ -129,6 +129,8 @@ public struct ServiceItemSpec: Sendable, Equatable, Codable {
   public var formFields: [FormField]
   public var handlingLocation: String
   public var contactPhone: String
+  /// Set when approval issues an electronic certificate (licence).
+  public var certificate: CertificateTemplate?
 
   public init(
     code: String, name: String, departmentCode: String, category: ItemCategory, target: ServiceTarget,
@@ -136,7 +138,7 @@ public struct ServiceItemSpec: Sendable, Equatable, Codable {
     processSteps: [ProcessStep], statutoryLimitDays: Int, promisedLimitDays: Int, fees: [FeeItem] = [],
     onlineDepth: Int, onsiteVisits: Int, supportsAppointment: Bool = false, supportsCourierDelivery: Bool = false,
     supportsOnlinePayment: Bool = false, faq: [FAQEntry] = [], formFields: [FormField] = [],
-    handlingLocation: String = "", contactPhone: String = ""
+    handlingLocation: String = "", contactPhone: String = "", certificate: CertificateTemplate? = nil
   ) {
     self.code = code; self.name = name; self.departmentCode = departmentCode; self.category = category
     self.target = target; self.summary = summary; self.legalBasis = legalBasis
@@ -146,6 +148,7 @@ public struct ServiceItemSpec: Sendable, Equatable, Codable {
     self.supportsCourierDelivery = supportsCourierDelivery; self.supportsOnlinePayment = supportsOnlinePayment
     self.faq = faq; self.formFields = formFields; self.handlingLocation = handlingLocation
     self.contactPhone = contactPhone
+    self.certificate = certificate
   }
 
   /// Total of all fee items in fen; 0 means free.

@@ -33,6 +33,14 @@ public struct SlidingWindowLimit: Sendable {
     return nil
   }
 
+  /// How long until `key` may have another event (nil: now), without recording one. With
+  /// `acquire` on failures only, this limits failed attempts rather than all attempts.
+  public func wait(_ key: String, now: Date) -> TimeInterval? {
+    let recent = (events[key] ?? []).filter { now.timeIntervalSince($0) < window }
+    guard recent.count >= limit, let oldest = recent.first else { return nil }
+    return window - now.timeIntervalSince(oldest)
+  }
+
   private mutating func forgetQuietest(now: Date) {
     events = events.filter { _, times in times.contains { now.timeIntervalSince($0) < window } }
     while events.count > maxKeys, let quietest = events.min(by: { ($0.value.last ?? .distantPast) < ($1.value.last ?? .distantPast) }) {

@@ -65,7 +65,7 @@ public enum Base64URL {
     return Data(base64Encoded: s).map(Array.init)
   }
 
-  static func isAlphabet(_ b: UInt8) -> Bool {
+  public static func isAlphabet(_ b: UInt8) -> Bool {
     (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) || b == 0x2D || b == 0x5F
   }
 }
@@ -80,5 +80,33 @@ public enum Hex {
       out.append(digits[Int(b & 0x0F)])
     }
     return String(decoding: out, as: UTF8.self)
+  }
+
+  /// Lowercase hex of the SHA-256 of `bytes`.
+  public static func sha256(_ bytes: [UInt8]) -> String {
+    encode(Array(SHA256.hash(data: bytes)))
+  }
+
+  /// Bytes of lowercase or uppercase hex, or nil when malformed.
+  public static func decode(_ text: String) -> [UInt8]? {
+    let chars = Array(text.utf8)
+    guard chars.count % 2 == 0 else { return nil }
+    func value(_ c: UInt8) -> UInt8? {
+      switch c {
+      case 0x30...0x39: c - 0x30
+      case 0x61...0x66: c - 0x61 + 10
+      case 0x41...0x46: c - 0x41 + 10
+      default: nil
+      }
+    }
+    var out = [UInt8]()
+    out.reserveCapacity(chars.count / 2)
+    var i = 0
+    while i < chars.count {
+      guard let hi = value(chars[i]), let lo = value(chars[i + 1]) else { return nil }
+      out.append(hi << 4 | lo)
+      i += 2
+    }
+    return out
   }
 }

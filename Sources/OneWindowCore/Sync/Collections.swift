@@ -129,7 +129,21 @@ public enum SyncCollections {
       FieldSpec("photos", .list),
     ])
 
-  public static let all: [CollectionSpec] = [catalogItems, conflicts, preferences, favorites, siteInspections]
+  /// Case drafts (草稿), edited offline on any device of the applicant; `SubmitCase` turns one
+  /// into a case and deletes it. Fields: see `CaseDraft`.
+  public static let caseDrafts = CollectionSpec(
+    name: "case.drafts", scope: .private,
+    fields: [
+      FieldSpec("item_code", .string, required: true, maxLength: 64), FieldSpec("form", .map),
+      FieldSpec("materials", .map), FieldSpec("note", .string, maxLength: 500),
+    ])
+  /// The applicant's cases with their current status, written by the server in the same
+  /// transaction as every transition. Record id: the case id.
+  public static let cases = CollectionSpec(name: "cases", scope: .private, policy: .serverWins, serverWritten: true)
+
+  public static let all: [CollectionSpec] = [
+    catalogItems, conflicts, preferences, favorites, siteInspections, caseDrafts, cases,
+  ]
 
   public static func named(_ name: String) -> CollectionSpec? { all.first { $0.name == name } }
 }

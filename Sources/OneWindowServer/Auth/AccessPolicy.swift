@@ -21,6 +21,13 @@ public enum AccessPolicy {
   typealias Catalog = Onewindow_V1_CatalogService.Method
   typealias Health = Grpc_Health_V1_Health.Method
   typealias Sync = Onewindow_V1_SyncService.Method
+  typealias Cases = Onewindow_V1_CaseService.Method
+  typealias Materials = Onewindow_V1_MaterialService.Method
+  typealias Certificates = Onewindow_V1_CertificateService.Method
+  typealias Evaluations = Onewindow_V1_EvaluationService.Method
+  typealias Audit = Onewindow_V1_AuditService.Method
+  static let applicants: Access = .roles([.citizen, .enterprise])
+  static let staff: Access = .roles([.caseworker, .admin])
 
   static let admin: Access = .roles([.admin])
 
@@ -61,6 +68,31 @@ public enum AccessPolicy {
       Sync.Verify.descriptor: .authenticated,
       Sync.ListConflicts.descriptor: .authenticated,
       Sync.ResolveConflict.descriptor: .authenticated,
+
+      // Case ownership and step routing are checked per case by CaseWorkflow.involvement.
+      Cases.SubmitCase.descriptor: applicants,
+      Cases.GetCase.descriptor: .authenticated,
+      Cases.ListMyCases.descriptor: applicants,
+      Cases.ActOnCase.descriptor: .authenticated,
+      Cases.ListQueue.descriptor: staff,
+      Cases.TrackCase.descriptor: .public,
+      Cases.ListCaseAccess.descriptor: applicants,
+      Materials.UploadMaterial.descriptor: .authenticated,
+      Materials.DownloadMaterial.descriptor: .authenticated,
+      Certificates.GetIssuerKeys.descriptor: .public,
+      Certificates.VerifyCertificate.descriptor: .public,
+      Certificates.ListMyCertificates.descriptor: applicants,
+      Certificates.GetCertificate.descriptor: .authenticated,
+      Certificates.RevokeCertificate.descriptor: staff,
+      Evaluations.RateCase.descriptor: applicants,
+      Evaluations.GetEvaluation.descriptor: .authenticated,
+      Evaluations.ListRectifications.descriptor: staff,
+      Evaluations.RespondToEvaluation.descriptor: .roles([.caseworker]),
+      Evaluations.AppealEvaluation.descriptor: .roles([.caseworker]),
+      Evaluations.ReviewAppeal.descriptor: admin,
+      Evaluations.GetEvaluationStats.descriptor: .public,
+      Audit.VerifyAuditChain.descriptor: admin,
+      Audit.ListAuditEntries.descriptor: admin,
     ]
     return Dictionary(uniqueKeysWithValues: t.map { ($0.key.fullyQualifiedMethod, $0.value) })
   }()

@@ -18,6 +18,8 @@ public final class ServerApp: Sendable {
   let clock: any WallClock
   /// Long-lived streams (sync Watch) to end when shutdown begins.
   let streams = StreamShutdown()
+  /// The deemed-acceptance job (also run by tests with a manual clock).
+  public let caseClock: CaseClockService
 
   /// Builds the server and loads the published catalog. Does not start listening.
   public static func make(
@@ -49,10 +51,29 @@ public final class ServerApp: Sendable {
       store: store.catalog, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger)
     let sync = SyncService(
       store: store.sync, identity: store.identity, clock: clock, settings: config.sync, shutdown: streams, logger: logger)
+    let issuer = try IssuerKeys.loadOrCreate(directory: config.dataDirectory)
+    let trackLimiter = PeerLimiter(
+      limit: config.cases.trackFailureLimit, window: config.cases.trackFailureWindow, what: "failed progress queries")
+    let cases = CaseService(
+      store: store, published: published, issuer: issuer, settings: config.cases, trackLimiter: trackLimiter, clock: clock,
+      logger: logger)
+    let materials = MaterialService(
+      store: store, vault: try MaterialVault(dataDirectory: config.dataDirectory), settings: config.cases, clock: clock,
+      logger: logger)
+    let certificates = CertificateService(store: store, issuer: issuer, clock: clock, logger: logger)
+    let evaluations = EvaluationService(store: store, published: published, settings: config.cases, clock: clock, logger: logger)
+    let audit = AuditService(store: store)
+    caseClock = CaseClockService(
+      store: store, calendar: config.cases.calendar, clock: clock, logger: logger, interval: config.cases.clockInterval)
     let health = HealthService(services: [
       Onewindow_V1_IdentityService.descriptor.fullyQualifiedService,
       Onewindow_V1_CatalogService.descriptor.fullyQualifiedService,
       Onewindow_V1_SyncService.descriptor.fullyQualifiedService,
+      Onewindow_V1_CaseService.descriptor.fullyQualifiedService,
+      Onewindow_V1_MaterialService.descriptor.fullyQualifiedService,
+      Onewindow_V1_CertificateService.descriptor.fullyQualifiedService,
+      Onewindow_V1_EvaluationService.descriptor.fullyQualifiedService,
+      Onewindow_V1_AuditService.descriptor.fullyQualifiedService,
     ])
     self.health = health
     transport = HTTP2ServerTransport.Posix(
@@ -67,7 +88,7 @@ public final class ServerApp: Sendable {
       })
     server = GRPCServer(
       transport: transport,
-      services: [health, identity, catalog, sync],
+      services: [health, identity, catalog, sync, cases, materials, certificates, evaluations, audit],
       interceptors: [StatusInterceptor(logger: logger), AuthInterceptor(identity: store.identity, clock: clock)])
   }
 
@@ -108,6 +129,7 @@ public final class ServerApp: Sendable {
       services: [
         GRPCServerService(app: self),
         HousekeepingService(store: store, retention: config.sync.retention, clock: clock, logger: logger),
+        caseClock,
       ],
       gracefulShutdownSignals: [.sigterm, .sigint],
       logger: logger)

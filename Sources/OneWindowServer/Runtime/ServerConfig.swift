@@ -1,4 +1,5 @@
 import Logging
+import OneWindowCore
 
 /// How `onewindow serve` runs. Every field has a flag and an environment variable (see README).
 public struct ServerConfig: Sendable {
@@ -14,6 +15,7 @@ public struct ServerConfig: Sendable {
   public var maxMessageBytes = 4 * 1024 * 1024
   public var logLevel: Logger.Level = .info
   public var sync = SyncSettings()
+  public var cases = CaseSettings()
 
   public init() {}
 
@@ -46,4 +48,21 @@ public struct ServerConfig: Sendable {
   public static func isLoopback(_ host: String) -> Bool {
     host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.")
   }
+}
+
+/// Case handling: the working-day calendar, material limits, the public query's brake, and how
+/// often the deemed-acceptance job runs.
+public struct CaseSettings: Sendable {
+  /// Official holidays and make-up working days; the built-in one covers 2026. Add later years
+  /// with `--holiday-calendar FILE` as the State Council publishes them.
+  public var calendar: WorkingCalendar = .china2026
+  public var maxMaterialBytes: Int64 = MaterialRules.defaultMaxMaterialBytes
+  /// Failed public progress queries allowed per address and window.
+  public var trackFailureLimit = 10
+  public var trackFailureWindow: Double = 600
+  /// How often the deemed-acceptance job looks for cases whose notice deadline passed.
+  public var clockInterval: Duration = .seconds(600)
+  public var rectificationDays = EvaluationRules.defaultRectificationDays
+
+  public init() {}
 }

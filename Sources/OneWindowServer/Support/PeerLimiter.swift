@@ -21,6 +21,15 @@ final class PeerLimiter: Sendable {
       throw RateLimited.error("too many \(what) from this address", retryAfter: wait)
     }
   }
+
+  /// Throws RESOURCE_EXHAUSTED if the peer used up its allowance, without counting a call
+  /// (pair with `admit` on failures to limit failed attempts only).
+  func check(_ context: ServerContext, now: Date) throws {
+    let key = SlidingWindowLimit.peerAddress(context.remotePeer)
+    if let wait = state.withLock({ $0.wait(key, now: now) }) {
+      throw RateLimited.error("too many \(what) from this address", retryAfter: wait)
+    }
+  }
 }
 
 enum RateLimited {

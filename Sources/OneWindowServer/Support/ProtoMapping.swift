@@ -193,7 +193,10 @@ extension ServiceItemSpec {
       onlineDepth: Int(p.onlineDepth), onsiteVisits: Int(p.onsiteVisits), supportsAppointment: p.supportsAppointment,
       supportsCourierDelivery: p.supportsCourierDelivery, supportsOnlinePayment: p.supportsOnlinePayment,
       faq: p.faq.map { FAQEntry(question: $0.question, answer: $0.answer) }, formFields: fields,
-      handlingLocation: p.handlingLocation, contactPhone: p.contactPhone)
+      handlingLocation: p.handlingLocation, contactPhone: p.contactPhone,
+      certificate: p.hasCertificate
+        ? CertificateTemplate(type: p.certificate.type, validityYears: Int(p.certificate.validityYears), fields: p.certificate.fields)
+        : nil)
   }
 
   var proto: Onewindow_V1_ServiceItemSpec {
@@ -232,6 +235,11 @@ extension ServiceItemSpec {
       }
       p.handlingLocation = handlingLocation
       p.contactPhone = contactPhone
+      if let certificate {
+        p.certificate = .with {
+          $0.type = certificate.type; $0.validityYears = Int32(certificate.validityYears); $0.fields = certificate.fields
+        }
+      }
     }
   }
 }

@@ -62,6 +62,12 @@ struct StatusInterceptor: ServerInterceptor {
       return e
     case let e as ValidationError:
       return RPCError(code: .invalidArgument, message: e.description)
+    case let e as PermissionDenied:
+      return RPCError(code: .permissionDenied, message: e.message)
+    case let e as PreconditionFailed:
+      return RPCError(code: .failedPrecondition, message: e.message)
+    case let e as CaseTransitionError:
+      return RPCError(code: .failedPrecondition, message: e.description)
     case let e as StoreError:
       switch e {
       case .notFound(let what): return RPCError(code: .notFound, message: "\(what) not found")

@@ -150,6 +150,123 @@ enum Migrations {
         sql: "INSERT INTO sync_meta (id, epoch, sequence, horizon, hlc_millis, hlc_counter) VALUES (1, ?, 0, 0, 0, 0)",
         arguments: [Int64(UInt32.random(in: 1...UInt32.max))])
     }
+    m.registerMigration("v3-cases") { db in
+      try db.execute(sql: """
+        -- A case: the columns queues and lookups need, and the whole record (without its
+        -- history) as JSON in body. version is the optimistic-concurrency counter.
+        CREATE TABLE cases (
+          id TEXT PRIMARY KEY,
+          tracking_code TEXT NOT NULL UNIQUE,
+          applicant_id TEXT NOT NULL REFERENCES accounts(id),
+          draft_id TEXT NOT NULL,
+          idempotency_key TEXT NOT NULL,
+          item_code TEXT NOT NULL,
+          state TEXT NOT NULL,
+          version INTEGER NOT NULL,
+          handling_department TEXT NOT NULL,
+          due_day INTEGER,
+          received_day INTEGER,
+          body TEXT NOT NULL,
+          submitted_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          UNIQUE (applicant_id, idempotency_key),
+          UNIQUE (applicant_id, draft_id)
+        );
+        CREATE INDEX cases_queue ON cases(handling_department, due_day);
+        CREATE INDEX cases_applicant ON cases(applicant_id, submitted_at);
+        CREATE INDEX cases_state ON cases(state, received_day);
+
+        -- The status history: append-only (the triggers refuse updates and deletes).
+        CREATE TABLE case_status_history (
+          case_id TEXT NOT NULL REFERENCES cases(id),
+          seq INTEGER NOT NULL,
+          at INTEGER NOT NULL,
+          body TEXT NOT NULL,
+          PRIMARY KEY (case_id, seq)
+        );
+        CREATE TRIGGER case_status_history_no_update BEFORE UPDATE ON case_status_history
+          BEGIN SELECT RAISE(ABORT, 'case status history is append-only'); END;
+        CREATE TRIGGER case_status_history_no_delete BEFORE DELETE ON case_status_history
+          BEGIN SELECT RAISE(ABORT, 'case status history is append-only'); END;
+
+        -- Domain events written in the same transaction as the change (transactional outbox);
+        -- the notifications issue consumes them.
+        CREATE TABLE event_outbox (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          topic TEXT NOT NULL,
+          aggregate_id TEXT NOT NULL,
+          payload TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          published_at INTEGER
+        );
+        CREATE INDEX event_outbox_unpublished ON event_outbox(id) WHERE published_at IS NULL;
+
+        -- Uploaded materials; content lives in the data directory under its SHA-256.
+        CREATE TABLE materials (
+          id TEXT PRIMARY KEY,
+          owner_id TEXT NOT NULL REFERENCES accounts(id),
+          file_name TEXT NOT NULL,
+          content_type TEXT NOT NULL,
+          size INTEGER NOT NULL,
+          sha256 TEXT NOT NULL,
+          uploaded_at INTEGER NOT NULL
+        );
+        CREATE INDEX materials_sha256 ON materials(sha256);
+        CREATE TABLE case_materials (
+          case_id TEXT NOT NULL REFERENCES cases(id),
+          material_id TEXT NOT NULL REFERENCES materials(id),
+          PRIMARY KEY (case_id, material_id)
+        );
+        CREATE INDEX case_materials_material ON case_materials(material_id);
+
+        CREATE TABLE certificates (
+          number TEXT PRIMARY KEY,
+          holder_id TEXT NOT NULL REFERENCES accounts(id),
+          case_id TEXT NOT NULL REFERENCES cases(id),
+          issuer_department TEXT NOT NULL,
+          type TEXT NOT NULL,
+          issued_day INTEGER NOT NULL,
+          expires_day INTEGER,
+          signed TEXT NOT NULL,
+          key_id TEXT NOT NULL,
+          revoked_at INTEGER,
+          revocation_reason TEXT NOT NULL DEFAULT '',
+          created_at INTEGER NOT NULL
+        );
+        CREATE INDEX certificates_holder ON certificates(holder_id, created_at);
+
+        CREATE TABLE evaluations (
+          case_id TEXT PRIMARY KEY REFERENCES cases(id),
+          department_code TEXT NOT NULL,
+          item_code TEXT NOT NULL,
+          applicant_id TEXT NOT NULL,
+          level INTEGER NOT NULL,
+          status TEXT NOT NULL,
+          version INTEGER NOT NULL,
+          body TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        );
+        CREATE INDEX evaluations_department ON evaluations(department_code, status);
+
+        -- The hash-chained audit log (权力公开): each row carries the hash of its predecessor.
+        CREATE TABLE audit_log (
+          seq INTEGER PRIMARY KEY,
+          at INTEGER NOT NULL,
+          actor_id TEXT,
+          actor_role TEXT NOT NULL,
+          actor_department TEXT,
+          action TEXT NOT NULL,
+          target_type TEXT NOT NULL,
+          target_id TEXT NOT NULL,
+          subject_id TEXT,
+          reason TEXT NOT NULL,
+          prev_hash TEXT NOT NULL,
+          hash TEXT NOT NULL
+        );
+        CREATE INDEX audit_log_subject ON audit_log(subject_id, seq);
+        CREATE INDEX audit_log_target ON audit_log(target_id, seq);
+        """)
+    }
     return m
   }
 }

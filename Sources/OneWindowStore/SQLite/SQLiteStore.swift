@@ -10,6 +10,11 @@ public final class SQLiteStore: Store {
   public let catalog: any CatalogStore
   public let outbox: any OutboxStore
   public let sync: any SyncStore
+  public let cases: any CaseStore
+  public let materials: any MaterialStore
+  public let certificates: any CertificateStore
+  public let evaluations: any EvaluationStore
+  public let audit: any AuditStore
 
   /// Opens (creating if needed) and migrates the database at `path`.
   public init(path: String) throws {
@@ -25,7 +30,13 @@ public final class SQLiteStore: Store {
     identity = SQLiteIdentityStore(pool: pool)
     catalog = SQLiteCatalogStore(pool: pool)
     outbox = SQLiteOutboxStore(pool: pool)
-    sync = try SQLiteSyncStore(pool: pool)
+    let sync = try SQLiteSyncStore(pool: pool)
+    self.sync = sync
+    cases = SQLiteCaseStore(pool: pool, sync: sync)
+    materials = SQLiteMaterialStore(pool: pool)
+    certificates = SQLiteCertificateStore(pool: pool)
+    evaluations = SQLiteEvaluationStore(pool: pool)
+    audit = SQLiteAuditStore(pool: pool)
   }
 
   /// Opens `onewindow.sqlite` inside `directory`, creating the directory (mode 0700) if needed.

@@ -40,7 +40,7 @@ final class SQLiteSyncStore: SyncStore {
 
   /// Runs `body` in a write transaction with the log and the clock; afterwards persists both,
   /// commits, and publishes what was written.
-  private func write<T: Sendable>(now: Date, _ body: @escaping @Sendable (Database, inout WriteState) throws -> T) async throws -> T {
+  func write<T: Sendable>(now: Date, _ body: @escaping @Sendable (Database, inout WriteState) throws -> T) async throws -> T {
     try await pool.writeWithoutTransaction { db in
       var state = WriteState(log: try Self.log(db), clock: self.clock.withLock { $0 }, now: now)
       let start = state.log.sequence
@@ -100,6 +100,39 @@ final class SQLiteSyncStore: SyncStore {
           log.sequence, body, checksum, SQLTime.ms(now),
         ])
       written.append(stored)
+    }
+
+    /// Server-side write of a whole record (cases, conflicts, published data): unchanged fields
+    /// keep their stamps, so only real changes look new to LWW merges. Returns false when
+    /// nothing changed.
+    @discardableResult
+    mutating func upsert(
+      collection: String, id: String, ownerID: String, audience: String, values: [String: SyncValue], _ db: Database
+    ) throws -> Bool {
+      let current = try SQLiteSyncStore.record(db, collection: collection, id: id)
+      if let current, !current.state.deleted, current.state.values == values { return false }
+      let stamp = tick()
+      var next = RecordState(fields: [:], version: (current?.state.version ?? 0) + 1)
+      for (name, value) in values {
+        if let old = current?.state.fields[name], !(current?.state.deleted ?? true), old.value == value {
+          next.fields[name] = old
+        } else {
+          next.fields[name] = FieldState(value: value, stamp: stamp, changedAt: next.version)
+        }
+      }
+      try put(StoredRecord(collection: collection, id: id, ownerID: ownerID, audience: audience, state: next), db)
+      return true
+    }
+
+    /// Replaces a live record with a tombstone; false when it is absent or already deleted.
+    @discardableResult
+    mutating func delete(collection: String, id: String, _ db: Database) throws -> Bool {
+      guard var record = try SQLiteSyncStore.record(db, collection: collection, id: id), !record.state.deleted else {
+        return false
+      }
+      record.state = RecordState(fields: [:], version: record.state.version + 1, deleted: true, deletedStamp: tick())
+      try put(record, db)
+      return true
     }
   }
 
@@ -206,26 +239,14 @@ final class SQLiteSyncStore: SyncStore {
       }
       var changed = 0
       for (id, values) in records.sorted(by: { $0.key < $1.key }) {
-        let current = existing[id]
-        if let current, !current.state.deleted, current.state.values == values { continue }
-        let stamp = state.tick()
-        var next = RecordState(fields: [:], version: (current?.state.version ?? 0) + 1)
-        for (name, value) in values {
-          // Unchanged fields keep their stamp: only real changes look new to LWW merges.
-          if let old = current?.state.fields[name], !(current?.state.deleted ?? true), old.value == value {
-            next.fields[name] = old
-          } else {
-            next.fields[name] = FieldState(value: value, stamp: stamp, changedAt: next.version)
-          }
+        if try state.upsert(
+          collection: collection, id: id, ownerID: SyncClientID.serverNode, audience: AudienceLabel.everyone, values: values, db)
+        {
+          changed += 1
         }
-        try state.put(StoredRecord(collection: collection, id: id, ownerID: SyncClientID.serverNode, audience: AudienceLabel.everyone, state: next), db)
-        changed += 1
       }
       for (id, current) in existing.sorted(by: { $0.key < $1.key }) where records[id] == nil && !current.state.deleted {
-        var tombstone = current
-        tombstone.state = RecordState(fields: [:], version: current.state.version + 1, deleted: true, deletedStamp: state.tick())
-        try state.put(tombstone, db)
-        changed += 1
+        if try state.delete(collection: collection, id: id, db) { changed += 1 }
       }
       return changed
     }
