@@ -10,7 +10,7 @@ struct OneWindowCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "onewindow",
     abstract: "OneWindow 一网通办 government services backend.",
-    subcommands: [Serve.self, Migrate.self, SeedDemo.self, Admin.self],
+    subcommands: [Serve.self, Migrate.self, SeedDemo.self, Admin.self, Audit.self],
     defaultSubcommand: Serve.self)
 }
 
@@ -79,6 +79,12 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Seconds a device's clock may run ahead before its stamps are clamped. [env: ONEWINDOW_SYNC_MAX_SKEW_SECONDS] (default: 60)")
   var syncMaxSkewSeconds: Int?
 
+  @Option(help: "JSON file with later years' official holidays and make-up working days, e.g. {\"years\": [2027], \"holidays\": [\"2027-01-01\"], \"workdays\": []}; 2026 is built in. [env: ONEWINDOW_HOLIDAY_CALENDAR]")
+  var holidayCalendar: String?
+
+  @Option(help: "Largest material upload in MiB. [env: ONEWINDOW_MAX_MATERIAL_MIB] (default: 20)")
+  var maxMaterialMib: Int?
+
   @Flag(help: "Load the demo catalog and demo accounts into an empty database and print their passwords.")
   var demo = false
 
@@ -103,9 +109,25 @@ struct Serve: AsyncParsableCommand {
       guard (1...86_400).contains(seconds) else { throw ValidationError("--sync-max-skew-seconds must be 1–86400") }
       config.sync.maxClockSkew = Double(seconds)
     }
+    if let path = holidayCalendar ?? Environment.value("ONEWINDOW_HOLIDAY_CALENDAR") {
+      guard let bytes = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read --holiday-calendar \(path)") }
+      do { config.cases.calendar = config.cases.calendar.merging(try WorkingCalendar(json: Array(bytes))) } catch {
+        throw ValidationError("--holiday-calendar \(path): \(error.description)")
+      }
+    }
+    if let mib = maxMaterialMib ?? Environment.value("ONEWINDOW_MAX_MATERIAL_MIB").flatMap(Int.init) {
+      guard (1...1024).contains(mib) else { throw ValidationError("--max-material-mib must be 1–1024") }
+      config.cases.maxMaterialBytes = Int64(mib) * 1024 * 1024
+    }
     do { try config.validate() } catch { throw ValidationError(error.description) }
 
     let logger = try data.makeLogger()
+    let thisYear = CivilDate(Date()).components.year
+    for year in [thisYear, thisYear + 1] where !config.cases.calendar.years.contains(year) {
+      logger.warning(
+        "the holiday calendar does not cover this year: legal deadlines count weekends only; pass --holiday-calendar with the State Council's dates",
+        metadata: ["year": "\(year)"])
+    }
     let store = try data.openStore()
     if demo {
       let result = try await DemoData.seed(into: store)
@@ -229,6 +251,29 @@ struct Admin: AsyncParsableCommand {
         try? await store.close()
         throw ValidationError("\(error)")
       }
+    }
+  }
+}
+
+struct Audit: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Check the audit log.", subcommands: [Verify.self])
+
+  struct Verify: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Walk the audit hash chain; exit 1 and name the first broken entry if any row was altered or removed.")
+
+    @OptionGroup var data: DataOptions
+
+    func run() async throws {
+      let store = try data.openStore()
+      let result = try await AuditVerification.run(store.audit)
+      try await store.close()
+      if let broken = result.firstBreak {
+        print("audit log BROKEN at entry \(broken.sequence): \(broken.description) (\(result.checked) entries verified before it)")
+        throw ExitCode(1)
+      }
+      print("audit log intact: \(result.checked) entries verified")
     }
   }
 }

@@ -6,7 +6,7 @@ import OneWindowClientPosix
 /// The scenarios owbench knows. Adding one: a name and a setup that returns the call
 /// (`PreparedScenario`). The sync scenarios are in SyncScenarios.swift.
 enum Scenarios {
-  static let all: [Scenario] = [ping, catalogGet, catalogSearch, login, syncPush, syncPull, syncWatch]
+  static let all: [Scenario] = [ping, catalogGet, catalogSearch, login, syncPush, syncPull, syncWatch, caseSubmit, caseTrack]
   static var names: [String] { all.map(\.name) }
 
   static func named(_ name: String) -> Scenario? { all.first { $0.name == name } }

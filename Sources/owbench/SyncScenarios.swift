@@ -201,14 +201,16 @@ struct BenchDevice: Sendable {
     clock = HybridLogicalClock(node: clientID)
   }
 
-  /// A new record `id` in `Scenarios.syncCollection` (base version 0), every field stamped now.
-  mutating func upsert(_ id: String, _ fields: [String: SyncValue], now: Date) -> Onewindow_V1_Mutation {
+  /// A new record `id` in `collection` (base version 0), every field stamped now.
+  mutating func upsert(
+    _ id: String, _ fields: [String: SyncValue], now: Date, collection: String = Scenarios.syncCollection
+  ) -> Onewindow_V1_Mutation {
     let stamp = Onewindow_V1_HlcStamp(clock.tick(now: now))
     let mutationID = nextMutationID
     nextMutationID += 1
     return .with {
       $0.mutationID = mutationID
-      $0.collection = Scenarios.syncCollection
+      $0.collection = collection
       $0.recordID = id
       $0.baseVersion = 0
       $0.upsert = .with { upsert in

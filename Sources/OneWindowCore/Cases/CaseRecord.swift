@@ -124,8 +124,6 @@ public struct CaseRecord: Sendable, Equatable, Codable {
   /// Every department with a step in this case (their caseworkers may read it).
   public var departments: Set<String> { Set(item.processSteps.map(\.departmentCode)).union([item.departmentCode]) }
 
-  public var isLastStep: Bool { currentStep >= item.processSteps.count - 1 }
-
   /// The check value stored for the public progress query: SHA-256 of the case id and the last
   /// four phone digits, so the digits are not stored as such.
   public static func phoneCheck(caseID: String, last4: String) -> String {

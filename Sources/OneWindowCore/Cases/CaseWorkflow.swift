@@ -121,7 +121,7 @@ public enum CaseWorkflow {
       // A reopened case awaits a new decision (its clock runs on from the original acceptance).
       if action.event == .reopen { r.clock.decidedOn = nil }
       if action.event == .deny {
-        try requireLastStep(record, steps: steps)
+        try requireDecidingDepartment(record, steps: steps)
         r.clock.decidedOn = today
       }
     case .resume:
@@ -146,7 +146,7 @@ public enum CaseWorkflow {
       entry.step = r.currentStep
       entry.reason = try Check.optionalText(action.reason, field: "reason", max: maxReasonLength)
     case .approve:
-      try requireLastStep(record, steps: steps)
+      try requireDecidingDepartment(record, steps: steps)
       r.clock.decidedOn = today
       entry.reason = try Check.optionalText(action.reason, field: "reason", max: maxReasonLength)
     case .dispatchResult:
@@ -164,12 +164,17 @@ public enum CaseWorkflow {
     return r
   }
 
-  static func requireLastStep(_ record: CaseRecord, steps: Int) throws {
-    guard record.isLastStep else {
-      let step = record.item.processSteps[record.currentStep]
-      throw PreconditionFailed(
-        "the case is at step \(record.currentStep + 1) of \(steps) (\(step.name), \(step.departmentCode)): advance it to the next step before deciding")
+  /// A decision belongs to the department that handles every remaining step: when a later
+  /// step is another department's, the case must be advanced to it first. (Consecutive steps of
+  /// one department, such as 受理 → 审查 → 决定 → 送达, need no advancing.)
+  static func requireDecidingDepartment(_ record: CaseRecord, steps: Int) throws {
+    let remaining = record.item.processSteps.indices.filter { $0 > record.currentStep }
+    guard let next = remaining.first(where: { record.item.processSteps[$0].departmentCode != record.handlingDepartment }) else {
+      return
     }
+    let step = record.item.processSteps[next]
+    throw PreconditionFailed(
+      "step \(next + 1) of \(steps) (\(step.name)) is handled by department \(step.departmentCode): advance the case before deciding")
   }
 
   /// Supplied materials replace earlier ones of the same name; others are kept.

@@ -12,6 +12,7 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
   let syncPublisher: CatalogSyncPublisher
   let clock: any WallClock
   let logger: Logger
+  let trail: AuditTrail
 
   static let maxListPageSize = 100
   static let maxSearchPageSize = 50
@@ -27,6 +28,7 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
   ) async throws -> Onewindow_V1_Department {
     let department = try Department.validated(code: request.department.code, name: request.department.name)
     let saved = try await store.upsertDepartment(department, now: clock.now())
+    try await trail.record("catalog.upsert_department", targetType: "department", targetID: saved.code)
     try await published.reload()
     await syncPublisher.refreshLoggingFailure()
     return Onewindow_V1_Department(saved)
@@ -134,6 +136,7 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
   }
 
   func written(_ item: ServiceItem, _ what: String) async throws -> Onewindow_V1_ServiceItem {
+    try await trail.record("catalog.item_\(what)", targetType: "item", targetID: item.spec.code, reason: "version \(item.version)")
     try await published.reload()
     await syncPublisher.refreshLoggingFailure()
     logger.info("catalog item \(what)", metadata: ["code": "\(item.spec.code)", "version": "\(item.version)"])

@@ -13,6 +13,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
   let registry: any IdentityRegistry
   let clock: any WallClock
   let logger: Logger
+  let trail: AuditTrail
   let passwords = PasswordWork()
   var codePolicy = LoginCodePolicy()
   var lockoutPolicy = LoginLockoutPolicy()
@@ -197,6 +198,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
     }
     let updated = try await store.setTrustLevel(
       accountID: account.id, level: max(account.trustLevel, TrustLevel.registryVerified), now: clock.now())
+    try await trail.record("account.verify_identity", targetType: "account", targetID: account.id, subjectID: account.id)
     return Onewindow_V1_Account(updated)
   }
 
@@ -204,6 +206,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
     let accountID = try Self.accountID(request.accountID)
     let department = try Check.text(request.departmentCode, field: "department_code", max: 32)
     let account = try await store.moveCaseworker(accountID: accountID, departmentCode: department, now: clock.now())
+    try await trail.record("account.move_department", targetType: "account", targetID: account.id, reason: department)
     logger.info("caseworker moved", metadata: ["account": "\(account.id)", "department": "\(department)"])
     return Onewindow_V1_Account(account)
   }
@@ -216,6 +219,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
       role: role, username: request.username, displayName: request.displayName,
       departmentCode: request.departmentCode, password: request.password,
       store: store, catalog: catalog, now: clock.now())
+    try await trail.record("account.create_staff", targetType: "account", targetID: staff.account.id, reason: role.rawValue)
     logger.info("staff account created", metadata: ["account": "\(staff.account.id)", "role": "\(role.rawValue)"])
     return .with {
       $0.account = Onewindow_V1_Account(staff.account)

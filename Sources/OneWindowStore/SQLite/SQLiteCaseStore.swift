@@ -97,7 +97,14 @@ final class SQLiteCaseStore: CaseStore {
       try Self.linkMaterials(updated, db)
       try Self.emitEvents(updated, from: stored, now: now, db)
       try SQLiteAudit.append(effects.audit, now: now, db)
-      if let certificate = effects.certificate { try SQLiteCertificateStore.insert(certificate, db) }
+      if let certificate = effects.certificate {
+        try SQLiteCertificateStore.insert(certificate, db)
+        var issued = effects.audit
+        issued.action = "certificate.issue"
+        issued.targetType = "certificate"
+        issued.targetID = certificate.payload.number
+        try SQLiteAudit.append(issued, now: now, db)
+      }
       try Self.publish(updated, today: effects.today, calendar: effects.calendar, &state, db)
       return updated
     }
