@@ -129,7 +129,10 @@ let package = Package(
     ),
     .testTarget(
       name: "OneWindowCoreTests",
-      dependencies: ["OneWindowCore", .product(name: "PropertyBased", package: "swift-property-based")],
+      dependencies: [
+        "OneWindowCore", .product(name: "PropertyBased", package: "swift-property-based"),
+        .product(name: "Crypto", package: "swift-crypto"),
+      ],
       swiftSettings: swiftSettings
     ),
     .testTarget(

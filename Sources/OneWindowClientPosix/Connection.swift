@@ -89,6 +89,11 @@ public struct OneWindowClients: Sendable {
   public var catalog: Onewindow_V1_CatalogService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
   public var health: Grpc_Health_V1_Health.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
   public var sync: Onewindow_V1_SyncService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+  public var cases: Onewindow_V1_CaseService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+  public var materials: Onewindow_V1_MaterialService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+  public var certificates: Onewindow_V1_CertificateService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+  public var evaluations: Onewindow_V1_EvaluationService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+  public var audit: Onewindow_V1_AuditService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
 
   /// Connects, runs `body`, then closes the connection gracefully.
   public static func with<T: Sendable>(

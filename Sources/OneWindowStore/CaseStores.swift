@@ -24,12 +24,18 @@ public struct CaseEffects: Sendable {
   public var audit: AuditEvent
   /// A certificate issued by this transition (approval of an item with a template).
   public var certificate: StoredCertificate?
+  /// A certificate the new one replaces (a reopened case approved again); revoked.
+  public var supersededCertificate: String?
   public var today: CivilDate
   public var calendar: WorkingCalendar
 
-  public init(audit: AuditEvent, certificate: StoredCertificate? = nil, today: CivilDate, calendar: WorkingCalendar) {
+  public init(
+    audit: AuditEvent, certificate: StoredCertificate? = nil, supersededCertificate: String? = nil, today: CivilDate,
+    calendar: WorkingCalendar
+  ) {
     self.audit = audit
     self.certificate = certificate
+    self.supersededCertificate = supersededCertificate
     self.today = today
     self.calendar = calendar
   }
@@ -51,6 +57,8 @@ public protocol CaseStore: Sendable {
   func draft(id: String, applicantID: String) async throws -> (fields: [String: SyncValue], version: Int64)?
   /// The case an idempotency key already produced, if any.
   func caseRecord(applicantID: String, idempotencyKey: String) async throws -> CaseRecord?
+  /// The case a draft was submitted as, if any.
+  func caseRecord(applicantID: String, draftID: String) async throws -> CaseRecord?
   func caseRecord(id: String) async throws -> CaseRecord?
   func caseRecord(trackingCode: String) async throws -> CaseRecord?
   /// The applicant's cases, newest first, after the (submitted_at, id) of the previous page.

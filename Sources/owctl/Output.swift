@@ -6,16 +6,26 @@ import SwiftProtobuf
 /// Writes to the standard streams (never the C `stdout`/`stderr` globals).
 enum Console {
   static func out(_ text: String) {
-    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    write(text + "\n", to: .standardOutput)
   }
 
   static func error(_ text: String) {
-    FileHandle.standardError.write(Data((text + "\n").utf8))
+    write(text + "\n", to: .standardError)
   }
 
   /// A prompt on stderr, without a newline.
   static func prompt(_ text: String) {
-    FileHandle.standardError.write(Data(text.utf8))
+    write(text, to: .standardError)
+  }
+
+  /// `FileHandle.write(_:)` traps on a failed write; a closed pipe (`owctl … | head`) ends the
+  /// process quietly instead, with the status a SIGPIPE would give.
+  private static func write(_ text: String, to handle: FileHandle) {
+    do {
+      try handle.write(contentsOf: Data(text.utf8))
+    } catch {
+      exit(141)
+    }
   }
 }
 

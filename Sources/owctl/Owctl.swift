@@ -24,6 +24,13 @@ struct Owctl: AsyncParsableCommand {
       RecordsCommand.self,
       SyncCommand.self,
       ConflictsCommand.self,
+      CaseCommand.self,
+      TrackCommand.self,
+      WorkerCommand.self,
+      CertificateCommand.self,
+      RateCommand.self,
+      RectifyCommand.self,
+      AuditCommand.self,
       AdminCommand.self,
     ]
   )

@@ -9,8 +9,8 @@ func wfTime(_ text: String, hour: Int = 10) -> Date {
   Date(timeIntervalSince1970: TimeInterval(day(text).dayNumber * 86_400 - 8 * 3600 + hour * 3600))
 }
 
-/// The official 2026 National Day arrangement: 1–7 October off; Sunday 20 September and
-/// Saturday 10 October are make-up working days.
+/// The official 2026 National Day arrangement only (国庆节): 1–7 October off; Sunday 20 September
+/// and Saturday 10 October are make-up working days. (Mid-Autumn is left out on purpose.)
 let wfCalendar2026 = WorkingCalendar(
   holidays: Set((1...7).map { day("2026-10-0\($0)") }),
   makeUpWorkdays: [day("2026-09-20"), day("2026-10-10")])
@@ -311,6 +311,38 @@ func wfPrincipal(_ id: String, _ role: Role, _ department: String? = nil) -> Pri
     #expect(throws: CaseTransitionError.self) { try wfApply(CaseAction(event: .deemAccepted), r, by: wfHandler, on: "2026-11-30") }
   }
 
+  @Test func aLateAcceptanceIsDatedFromReceipt() throws {
+    // Received Friday 20 November; the notice deadline was Friday 27 November.
+    let r = wfRecord(receivedOn: "2026-11-20")
+    #expect(try wfApply(CaseAction(event: .accept), r, on: "2026-11-27").clock.acceptedOn == day("2026-11-27"))
+    #expect(try wfApply(CaseAction(event: .accept), r, on: "2026-11-30").clock.acceptedOn == day("2026-11-20"))
+    // After a notice and the supply, acceptance is dated the day it happens.
+    var supplied = r
+    supplied.clock.noticeIssuedOn = day("2026-11-23")
+    supplied.clock.suppliedOn = day("2026-12-01")
+    #expect(try wfApply(CaseAction(event: .accept), supplied, on: "2026-12-02").clock.acceptedOn == day("2026-12-02"))
+  }
+
+  @Test func receiptStartsTheNoticeClock() throws {
+    var r = wfRecord(state: .submitted)
+    r.clock.receivedOn = nil
+    let received = try wfApply(CaseAction(event: .receive), r, by: .system, on: "2026-11-20")
+    #expect(received.state == .pendingAcceptance)
+    #expect(received.clock.receivedOn == day("2026-11-20"))
+    #expect(received.clock.nextDeadline(in: received.state, asOf: day("2026-11-20"), wfPlainCalendar) == day("2026-11-27"))
+  }
+
+  @Test func reopeningClearsTheDecision() throws {
+    var r = wfRecord(state: .completed, acceptedOn: "2026-11-24")
+    r.clock.decidedOn = day("2026-11-30")
+    #expect(throws: ValidationError.self) { try wfApply(CaseAction(event: .reopen), r, by: wfAdmin, on: "2026-12-02") }
+    let reopened = try wfApply(CaseAction(event: .reopen, reason: "复查发现错误"), r, by: wfAdmin, on: "2026-12-02")
+    #expect(reopened.state == .underReview)
+    #expect(reopened.clock.decidedOn == nil)
+    #expect(reopened.clock.acceptedOn == day("2026-11-24"))
+    #expect(reopened.history.last?.actor == wfAdmin)
+  }
+
   @Test func anIssuedNoticeStopsDeemedAcceptance() {
     var clock = CaseClock(receivedOn: day("2026-11-20"), promisedDays: 10)
     #expect(clock.deemedAccepted(on: day("2026-11-28"), wfPlainCalendar))
@@ -327,9 +359,8 @@ func wfPrincipal(_ id: String, _ role: Role, _ department: String? = nil) -> Pri
 @Suite struct CaseRoutingTests {
   let twoSteps = wfRecord(state: .underReview, acceptedOn: "2026-11-24", departments: ["shichang", "weijian"])
 
-  @Test func decisionsWaitForTheLastStep() throws {
+  @Test func decisionsWaitForTheOtherDepartmentsStep() throws {
     #expect(twoSteps.handlingDepartment == "shichang")
-    #expect(!twoSteps.isLastStep)
     #expect(throws: PreconditionFailed.self) { try wfApply(CaseAction(event: .approve), twoSteps, on: "2026-11-25") }
     #expect(throws: PreconditionFailed.self) { try wfApply(CaseAction(event: .deny, reason: "不符合"), twoSteps, on: "2026-11-25") }
 
@@ -338,7 +369,6 @@ func wfPrincipal(_ id: String, _ role: Role, _ department: String? = nil) -> Pri
     #expect(advanced.state == .underReview)
     #expect(advanced.currentStep == 1)
     #expect(advanced.handlingDepartment == "weijian")
-    #expect(advanced.isLastStep)
     #expect(advanced.version == twoSteps.version + 1)
     #expect(advanced.history.last?.event == .advanceStep)
     #expect(advanced.history.last?.step == 1)
@@ -347,6 +377,28 @@ func wfPrincipal(_ id: String, _ role: Role, _ department: String? = nil) -> Pri
     let approved = try wfApply(CaseAction(event: .approve), advanced, by: weijian, on: "2026-11-26")
     #expect(approved.state == .approved)
     #expect(approved.history.last?.step == 1)
+  }
+
+  @Test func consecutiveStepsOfOneDepartmentNeedNoAdvancing() throws {
+    // 受理 and 审查 by shichang, then 现场核查 by weijian, then 决定 by shichang again.
+    let r = wfRecord(state: .underReview, acceptedOn: "2026-11-24", departments: ["shichang", "shichang", "weijian", "shichang"])
+    #expect(throws: PreconditionFailed.self) { try wfApply(CaseAction(event: .approve), r, on: "2026-11-25") }
+    let step1 = try wfApply(CaseAction(event: .advanceStep), r, on: "2026-11-25")
+    #expect(step1.currentStep == 1 && step1.handlingDepartment == "shichang")
+    #expect(throws: PreconditionFailed.self) { try wfApply(CaseAction(event: .approve), step1, on: "2026-11-25") }
+    let step2 = try wfApply(CaseAction(event: .advanceStep), step1, on: "2026-11-26")
+    #expect(step2.handlingDepartment == "weijian")
+    #expect(throws: PreconditionFailed.self) { try wfApply(CaseAction(event: .deny, reason: "x"), step2, on: "2026-11-26") }
+    let step3 = try wfApply(CaseAction(event: .advanceStep), step2, on: "2026-11-27")
+    #expect(step3.currentStep == 3 && step3.handlingDepartment == "shichang")
+    #expect(try wfApply(CaseAction(event: .approve), step3, on: "2026-11-27").state == .approved)
+
+    // Every step with the owner: the first step may decide at once.
+    let oneDepartment = wfRecord(state: .underReview, acceptedOn: "2026-11-24", departments: ["shichang", "shichang", "shichang"])
+    let approved = try wfApply(CaseAction(event: .approve), oneDepartment, on: "2026-11-25")
+    #expect(approved.state == .approved && approved.currentStep == 0)
+    let denied = try wfApply(CaseAction(event: .deny, reason: "不符合条件"), oneDepartment, on: "2026-11-25")
+    #expect(denied.state == .denied && denied.clock.decidedOn == day("2026-11-25"))
   }
 
   @Test func aSingleStepCaseCannotAdvance() {

@@ -142,15 +142,21 @@ func nonCanonicalVariants() -> [String] {
   @Test func changingAnyCharacterOfTheBlobNeverYieldsADifferentPayload() throws {
     let blob = Array(try SignedCertificate.sign(payload, with: certKey))
     let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
+    var accepted: [Int] = []
     for i in blob.indices {
       for replacement in [alphabet[(alphabet.firstIndex(of: blob[i]).map { $0 + 1 } ?? 0) % alphabet.count], "="] {
         var tampered = blob
         tampered[i] = replacement
         if let p = try? SignedCertificate.verify(String(tampered), keys: keys) {
           #expect(p == payload, "character \(i) changed and still verified, to different content")
+          accepted.append(i)
         }
       }
     }
+    // Base64URL.decode accepts only the canonical spelling (unused low bits zero), so no
+    // character of a signed certificate can change with the blob still verifying.
+    #expect(accepted.isEmpty, "blob length \(blob.count), changed characters still accepted at \(accepted)")
+    #expect(Base64URL.decode("AB") == nil, "AB is a non-canonical spelling of the byte 0x00 (canonical: AA)")
   }
 
   @Test func anUnknownKeyIDIsReported() throws {
@@ -212,9 +218,10 @@ func nonCanonicalVariants() -> [String] {
   }
 
   @Test func expiryIsTheDayBeforeTheAnniversary() {
-    // Documented rule: the day before the anniversary; a 29 February anniversary that does not
-    // exist rolls back to 28 February, so the certificate expires on 27 February.
-    #expect(SignedCertificate.expiry(issuedOn: day("2024-02-29"), years: 1) == day("2025-02-27"))
+    // Documented rule: the day before the anniversary; for 29 February in a year without one
+    // the anniversary is 1 March, so the certificate runs through 28 February.
+    #expect(SignedCertificate.expiry(issuedOn: day("2024-02-29"), years: 1) == day("2025-02-28"))
+    #expect(SignedCertificate.expiry(issuedOn: day("2024-02-29"), years: 3) == day("2027-02-28"))
     #expect(SignedCertificate.expiry(issuedOn: day("2024-02-29"), years: 4) == day("2028-02-28"))
     #expect(SignedCertificate.expiry(issuedOn: day("2026-11-23"), years: 5) == day("2031-11-22"))
     #expect(SignedCertificate.expiry(issuedOn: day("2026-03-01"), years: 1) == day("2027-02-28"))

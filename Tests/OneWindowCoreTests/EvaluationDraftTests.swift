@@ -471,6 +471,9 @@ func evalCase(_ state: CaseState = .completed) -> CaseRecord { wfRecord(state: s
       try EvaluationRules.appeal(rectified, reason: "恶意"), invalidate: false, note: "评价属实")
     #expect(upheldAfterAnswer.status == .rectified)
     #expect(upheldAfterAnswer.respondedOnTime == true)
+    // One appeal per rating: once decided, it cannot be appealed again.
+    #expect(throws: PreconditionFailed.self) { try EvaluationRules.appeal(upheld, reason: "再次申诉") }
+    #expect(throws: PreconditionFailed.self) { try EvaluationRules.appeal(upheldAfterAnswer, reason: "再次申诉") }
   }
 
   @Test func statisticsExcludeInvalidatedRatings() throws {

@@ -40,6 +40,11 @@ import Testing
       Onewindow_V1_CatalogService.Method.descriptors,
       Grpc_Health_V1_Health.Method.descriptors,
       Onewindow_V1_SyncService.Method.descriptors,
+      Onewindow_V1_CaseService.Method.descriptors,
+      Onewindow_V1_MaterialService.Method.descriptors,
+      Onewindow_V1_CertificateService.Method.descriptors,
+      Onewindow_V1_EvaluationService.Method.descriptors,
+      Onewindow_V1_AuditService.Method.descriptors,
     ]
     for method in services.flatMap({ $0 }) {
       #expect(AccessPolicy.access(for: method) != nil, "no access rule for \(method)")

@@ -183,6 +183,21 @@ public enum CaseWorkflow {
     return old.filter { !replaced.contains($0.name) } + new
   }
 
+  /// What `kind` may do to `record` now: the transition table's events minus those a guard
+  /// would refuse (a second extension or notice, advancing past the last step, deciding before
+  /// another department's step). What clients should offer.
+  public static func availableEvents(_ record: CaseRecord, for kind: CaseActorKind) -> [CaseEvent] {
+    CaseLifecycle.events(from: record.state, for: kind).filter { event in
+      switch event {
+      case .extend: !record.clock.extended
+      case .requestCorrection: record.clock.noticeIssuedOn == nil
+      case .advanceStep: record.currentStep + 1 < record.item.processSteps.count
+      case .approve, .deny: (try? requireDecidingDepartment(record, steps: record.item.processSteps.count)) != nil
+      default: true
+      }
+    }
+  }
+
   /// The cases of a department's queue whose deadline is within `days` working days (or past).
   public static func isDueSoon(_ deadline: CivilDate, today: CivilDate, within days: Int, _ calendar: WorkingCalendar) -> Bool {
     deadline <= calendar.addingWorkingDays(days, to: today)

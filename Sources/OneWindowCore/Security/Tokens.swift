@@ -62,7 +62,10 @@ public enum Base64URL {
     guard text.utf8.allSatisfy(isAlphabet) else { return nil }
     var s = text.replacing("-", with: "+").replacing("_", with: "/")
     while s.utf8.count % 4 != 0 { s += "=" }
-    return Data(base64Encoded: s).map(Array.init)
+    guard let bytes = Data(base64Encoded: s).map(Array.init) else { return nil }
+    // Only the canonical spelling: unused low bits of the last character must be zero, so one
+    // value has exactly one encoding (signed certificates are compared as strings).
+    return encode(bytes) == text ? bytes : nil
   }
 
   public static func isAlphabet(_ b: UInt8) -> Bool {

@@ -105,8 +105,7 @@ extension Onewindow_V1_Case {
       $0.deadlines = .init(r, today: today, calendar: calendar)
       $0.history = r.history.map(Onewindow_V1_CaseStatusEntry.init)
       if let kind = involvement.actorKind {
-        $0.availableEvents = CaseLifecycle.events(from: r.state, for: kind)
-          .filter { !($0 == .extend && r.clock.extended) }.map(\.proto)
+        $0.availableEvents = CaseWorkflow.availableEvents(r, for: kind).map(\.proto)
       }
       $0.certificateNumber = r.certificateNumber ?? ""
       $0.deliveryReference = r.deliveryReference

@@ -30,7 +30,11 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
       return view(existing, .applicant, now)
     }
     guard let draft = try await store.cases.draft(id: request.draftID, applicantID: p.accountID) else {
-      throw StoreError.notFound("draft '\(request.draftID)' (push it to the case.drafts collection first)")
+      if let other = try await store.cases.caseRecord(applicantID: p.accountID, draftID: request.draftID) {
+        throw PreconditionFailed(
+          "draft \(request.draftID) was already submitted as case \(other.trackingCode) (with another idempotency key)")
+      }
+      throw RPCError(code: .notFound, message: "draft '\(request.draftID)' not found: push it to the case.drafts collection first")
     }
     let parsed = try CaseDraft(fields: draft.fields)
     guard let item = try await store.catalog.item(code: parsed.itemCode), item.status == .published else {
@@ -153,13 +157,17 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
         certificate = try await issueCertificate(template, for: updated, now: now)
         updated.certificateNumber = certificate?.payload.number
       }
+      // A reopened case approved again replaces its certificate: the old one is revoked.
+      let superseded = certificate != nil ? record.certificateNumber : nil
       let audit = AuditEvent(
         actor, action: "case.\(event.rawValue)", targetType: "case", targetID: record.id, subjectID: record.applicantID,
         reason: updated.history.last?.reason ?? "")
       do {
         let stored = try await store.cases.update(
           updated, expectedVersion: record.version,
-          effects: CaseEffects(audit: audit, certificate: certificate, today: CivilDate(now), calendar: calendar), now: now)
+          effects: CaseEffects(
+            audit: audit, certificate: certificate, supersededCertificate: superseded, today: CivilDate(now), calendar: calendar),
+          now: now)
         return view(stored, involvement, now)
       } catch StoreError.versionConflict(let current) where request.expectedVersion == 0 && attempt < 3 {
         logger.debug("case changed concurrently; re-reading", metadata: ["case": "\(record.id)", "version": "\(current)"])
@@ -251,7 +259,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
   func trackCase(request: Onewindow_V1_TrackCaseRequest, context: ServerContext) async throws -> Onewindow_V1_TrackCaseResponse {
     let now = clock.now()
     try trackLimiter.check(context, now: now)
-    let notFound = StoreError.notFound("no case matches this tracking code and phone number; check both")
+    let notFound = RPCError(code: .notFound, message: "no case matches this tracking code and phone number; check both")
     guard request.phoneLast4.count == 4, request.phoneLast4.allSatisfy({ $0.isASCII && $0.isNumber }) else {
       throw ValidationError("phone_last4", "must be the last 4 digits of the applicant's mobile number")
     }

@@ -135,7 +135,7 @@ struct EvaluationService: Onewindow_V1_EvaluationService.SimpleServiceProtocol {
     let next = try rule(current, now)
     let stored = try await store.evaluations.update(
       next, expectedVersion: current.version,
-      audit: AuditEvent(p, action: action, targetType: "evaluation", targetID: current.caseID, subjectID: current.applicantID),
+      audit: AuditEvent(p, action: action, targetType: "case", targetID: current.caseID, subjectID: current.applicantID),
       now: now)
     return Onewindow_V1_Evaluation(stored)
   }

@@ -74,7 +74,7 @@ struct StatusInterceptor: ServerInterceptor {
       case .alreadyExists(let field): return RPCError(code: .alreadyExists, message: "\(field): already registered")
       case .versionConflict(let current):
         return RPCError(
-          code: .aborted, message: "version conflict: the item is now at version \(current); re-read it and retry",
+          code: .aborted, message: "version conflict: it is now at version \(current); re-read it and retry",
           metadata: ["current-version": "\(current)"])
       case .failedPrecondition(let why): return RPCError(code: .failedPrecondition, message: why)
       case .permissionDenied(let why): return RPCError(code: .permissionDenied, message: why)

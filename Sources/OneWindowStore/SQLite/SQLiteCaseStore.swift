@@ -32,7 +32,10 @@ final class SQLiteCaseStore: CaseStore {
       guard draft.state.version == submission.draftVersion else {
         throw StoreError.failedPrecondition("the draft changed while it was being submitted; submit again")
       }
-      try Self.insert(record, idempotencyKey: submission.idempotencyKey, db)
+      // The queue sorts and filters by due_day: a new case pending acceptance is due by its
+      // correction-notice deadline from the start (NULL would mean "paused").
+      let due = record.clock.nextDeadline(in: record.state, asOf: CivilDate(now), calendar)
+      try Self.insert(record, idempotencyKey: submission.idempotencyKey, dueDay: due?.dayNumber, db)
       try Self.appendHistory(record, from: 0, db)
       try Self.linkMaterials(record, db)
       try Self.emitEvents(record, from: 0, now: now, db)
@@ -54,6 +57,10 @@ final class SQLiteCaseStore: CaseStore {
 
   func caseRecord(applicantID: String, idempotencyKey: String) async throws -> CaseRecord? {
     try await pool.read { db in try Self.record(db, sql: "applicant_id = ? AND idempotency_key = ?", [applicantID, idempotencyKey]) }
+  }
+
+  func caseRecord(applicantID: String, draftID: String) async throws -> CaseRecord? {
+    try await pool.read { db in try Self.record(db, sql: "applicant_id = ? AND draft_id = ?", [applicantID, draftID]) }
   }
 
   func caseRecord(id: String) async throws -> CaseRecord? {
@@ -104,6 +111,19 @@ final class SQLiteCaseStore: CaseStore {
         issued.targetType = "certificate"
         issued.targetID = certificate.payload.number
         try SQLiteAudit.append(issued, now: now, db)
+        if let old = effects.supersededCertificate {
+          try db.execute(
+            sql: "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE number = ? AND revoked_at IS NULL",
+            arguments: [SQLTime.ms(now), "superseded by \(certificate.payload.number)", old])
+          if db.changesCount > 0 {
+            var revoked = effects.audit
+            revoked.action = "certificate.revoke"
+            revoked.targetType = "certificate"
+            revoked.targetID = old
+            revoked.reason = "superseded by \(certificate.payload.number)"
+            try SQLiteAudit.append(revoked, now: now, db)
+          }
+        }
       }
       try Self.publish(updated, today: effects.today, calendar: effects.calendar, &state, db)
       return updated
@@ -166,16 +186,17 @@ final class SQLiteCaseStore: CaseStore {
     return String(decoding: try encoder.encode(copy), as: UTF8.self)
   }
 
-  static func insert(_ r: CaseRecord, idempotencyKey: String, _ db: Database) throws {
+  static func insert(_ r: CaseRecord, idempotencyKey: String, dueDay: Int?, _ db: Database) throws {
     try db.execute(
       sql: """
         INSERT INTO cases (id, tracking_code, applicant_id, draft_id, idempotency_key, item_code, state, version,
           handling_department, due_day, received_day, body, submitted_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
       arguments: [
         r.id, r.trackingCode, r.applicantID, r.draftID, idempotencyKey, r.item.code, r.state.rawValue, r.version,
-        r.handlingDepartment, r.clock.receivedOn?.dayNumber, try body(r), SQLTime.ms(r.submittedAt), SQLTime.ms(r.updatedAt),
+        r.handlingDepartment, dueDay, r.clock.receivedOn?.dayNumber, try body(r), SQLTime.ms(r.submittedAt),
+        SQLTime.ms(r.updatedAt),
       ])
   }
 
