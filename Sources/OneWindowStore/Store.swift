@@ -37,10 +37,13 @@ public enum StoreError: Error, Equatable, Sendable {
 public struct NewAccount: Sendable {
   public var account: Account
   public var passwordHash: String?
+  /// Appended to the audit log in the same transaction (staff accounts created by an admin).
+  public var audit: AuditEvent?
 
-  public init(account: Account, passwordHash: String?) {
+  public init(account: Account, passwordHash: String?, audit: AuditEvent? = nil) {
     self.account = account
     self.passwordHash = passwordHash
+    self.audit = audit
   }
 }
 
@@ -84,10 +87,10 @@ public protocol IdentityStore: Sendable {
   func clearLoginFailures(accountID: String) async throws
   /// Sets a new password hash and revokes every session family of the account except `keepFamily`.
   func changePassword(accountID: String, newHash: String, keepFamily: String?, now: Date) async throws
-  func setTrustLevel(accountID: String, level: Int, now: Date) async throws -> Account
+  func setTrustLevel(accountID: String, level: Int, now: Date, audit: AuditEvent?) async throws -> Account
   /// Moves a caseworker to another department. `notFound` for an unknown account or department,
   /// `failedPrecondition` when the account is not a caseworker.
-  func moveCaseworker(accountID: String, departmentCode: String, now: Date) async throws -> Account
+  func moveCaseworker(accountID: String, departmentCode: String, now: Date, audit: AuditEvent?) async throws -> Account
 
   /// Applies the rate-limit policy and stores the hashed code in one transaction.
   func issueLoginCode(phone: String, codeHash: String, policy: LoginCodePolicy, now: Date) async throws -> LoginCodeIssue
@@ -114,13 +117,15 @@ public protocol IdentityStore: Sendable {
 
 public protocol CatalogStore: Sendable {
   func departments() async throws -> [Department]
-  func upsertDepartment(_ department: Department, now: Date) async throws -> Department
+  // Writes made by an administrator's RPC carry its audit entry, appended in the same
+  // transaction (nil for bootstrap paths such as the demo import).
+  func upsertDepartment(_ department: Department, now: Date, audit: AuditEvent?) async throws -> Department
   /// Creates a draft at version 1. `alreadyExists(field: "spec.code")` when taken.
-  func createItem(_ spec: ServiceItemSpec, now: Date) async throws -> ServiceItem
+  func createItem(_ spec: ServiceItemSpec, now: Date, audit: AuditEvent?) async throws -> ServiceItem
   /// Replaces the guide if the item is at `expectedVersion`; `versionConflict` otherwise.
-  func updateItem(_ spec: ServiceItemSpec, expectedVersion: Int64, now: Date) async throws -> ServiceItem
+  func updateItem(_ spec: ServiceItemSpec, expectedVersion: Int64, now: Date, audit: AuditEvent?) async throws -> ServiceItem
   /// Publishes or withdraws. `expectedVersion` nil skips the version check.
-  func setItemStatus(code: String, to status: ItemStatus, expectedVersion: Int64?, now: Date) async throws -> ServiceItem
+  func setItemStatus(code: String, to status: ItemStatus, expectedVersion: Int64?, now: Date, audit: AuditEvent?) async throws -> ServiceItem
   func item(code: String) async throws -> ServiceItem?
   /// Items with the given statuses, sorted by code.
   func items(statuses: Set<ItemStatus>) async throws -> [ServiceItem]
@@ -146,4 +151,19 @@ public protocol OutboxStore: Sendable {
   func append(channel: String, recipient: String, body: String, now: Date) async throws
   /// Newest first.
   func messages(recipient: String, limit: Int) async throws -> [OutboxMessage]
+}
+
+extension CatalogStore {
+  /// Without an audit entry: bootstrap and test paths that have no acting administrator.
+  public func upsertDepartment(_ department: Department, now: Date) async throws -> Department {
+    try await upsertDepartment(department, now: now, audit: nil)
+  }
+
+  public func createItem(_ spec: ServiceItemSpec, now: Date) async throws -> ServiceItem {
+    try await createItem(spec, now: now, audit: nil)
+  }
+
+  public func setItemStatus(code: String, to status: ItemStatus, expectedVersion: Int64?, now: Date) async throws -> ServiceItem {
+    try await setItemStatus(code: code, to: status, expectedVersion: expectedVersion, now: now, audit: nil)
+  }
 }

@@ -65,16 +65,21 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
 
       var changed = spec("SF-GA-1")
       changed.summary = "新的说明"
-      let updated = try await catalog.updateItem(changed, expectedVersion: 1, now: t0)
+      let edit = AuditEvent(
+        actorID: "admin-1", actorRole: "admin", actorDepartment: nil, action: "catalog.item_updated", targetType: "item",
+        targetID: "SF-GA-1")
+      let updated = try await catalog.updateItem(changed, expectedVersion: 1, now: t0, audit: edit)
       #expect(updated.version == 2)
+      #expect(try await store.audit.entries(after: 0, limit: 10).map(\.action) == ["catalog.item_updated"])
 
-      // A stale version is refused and changes nothing.
+      // A stale version is refused and changes nothing: neither the item nor the audit log.
       var stale = spec("SF-GA-1")
       stale.summary = "过期的修改"
       await #expect(throws: StoreError.versionConflict(current: 2)) {
-        try await catalog.updateItem(stale, expectedVersion: 1, now: t0)
+        try await catalog.updateItem(stale, expectedVersion: 1, now: t0, audit: edit)
       }
       #expect(try await catalog.item(code: "SF-GA-1")?.spec.summary == "新的说明")
+      #expect(try await store.audit.entries(after: 0, limit: 10).count == 1)
 
       let published = try await catalog.setItemStatus(code: "SF-GA-1", to: .published, expectedVersion: 2, now: t0)
       #expect(published.status == .published && published.version == 3 && published.publishedAt == t0)

@@ -12,7 +12,6 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
   let syncPublisher: CatalogSyncPublisher
   let clock: any WallClock
   let logger: Logger
-  let trail: AuditTrail
 
   static let maxListPageSize = 100
   static let maxSearchPageSize = 50
@@ -27,8 +26,8 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
     request: Onewindow_V1_UpsertDepartmentRequest, context: ServerContext
   ) async throws -> Onewindow_V1_Department {
     let department = try Department.validated(code: request.department.code, name: request.department.name)
-    let saved = try await store.upsertDepartment(department, now: clock.now())
-    try await trail.record("catalog.upsert_department", targetType: "department", targetID: saved.code)
+    let saved = try await store.upsertDepartment(
+      department, now: clock.now(), audit: AuditTrail.event("catalog.upsert_department", targetType: "department", targetID: department.code))
     try await published.reload()
     await syncPublisher.refreshLoggingFailure()
     return Onewindow_V1_Department(saved)
@@ -100,7 +99,8 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
   func createItem(request: Onewindow_V1_CreateItemRequest, context: ServerContext) async throws -> Onewindow_V1_ServiceItem {
     guard request.hasSpec else { throw ValidationError("spec", "is required") }
     let spec = try await validated(request.spec)
-    let item = try await store.createItem(spec, now: clock.now())
+    let item = try await store.createItem(
+      spec, now: clock.now(), audit: AuditTrail.event("catalog.item_created", targetType: "item", targetID: spec.code))
     return try await written(item, "created")
   }
 
@@ -110,7 +110,9 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
       throw ValidationError("expected_version", "is required: pass the version you last read")
     }
     let spec = try await validated(request.spec)
-    let item = try await store.updateItem(spec, expectedVersion: request.expectedVersion, now: clock.now())
+    let item = try await store.updateItem(
+      spec, expectedVersion: request.expectedVersion, now: clock.now(),
+      audit: AuditTrail.event("catalog.item_updated", targetType: "item", targetID: spec.code))
     return try await written(item, "updated")
   }
 
@@ -126,7 +128,8 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
     let code = try ServiceItemSpec.validateCode(request.code, field: "code")
     guard request.expectedVersion >= 0 else { throw ValidationError("expected_version", "must not be negative") }
     let item = try await store.setItemStatus(
-      code: code, to: status, expectedVersion: request.expectedVersion == 0 ? nil : request.expectedVersion, now: clock.now())
+      code: code, to: status, expectedVersion: request.expectedVersion == 0 ? nil : request.expectedVersion, now: clock.now(),
+      audit: AuditTrail.event("catalog.item_\(status.rawValue)", targetType: "item", targetID: code))
     return try await written(item, status.rawValue)
   }
 
@@ -136,7 +139,6 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
   }
 
   func written(_ item: ServiceItem, _ what: String) async throws -> Onewindow_V1_ServiceItem {
-    try await trail.record("catalog.item_\(what)", targetType: "item", targetID: item.spec.code, reason: "version \(item.version)")
     try await published.reload()
     await syncPublisher.refreshLoggingFailure()
     logger.info("catalog item \(what)", metadata: ["code": "\(item.spec.code)", "version": "\(item.version)"])

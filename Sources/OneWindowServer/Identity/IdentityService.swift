@@ -13,7 +13,6 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
   let registry: any IdentityRegistry
   let clock: any WallClock
   let logger: Logger
-  let trail: AuditTrail
   let passwords = PasswordWork()
   var codePolicy = LoginCodePolicy()
   var lockoutPolicy = LoginLockoutPolicy()
@@ -197,16 +196,17 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
       throw RPCError(code: .failedPrecondition, message: "the population registry does not confirm this name and ID number")
     }
     let updated = try await store.setTrustLevel(
-      accountID: account.id, level: max(account.trustLevel, TrustLevel.registryVerified), now: clock.now())
-    try await trail.record("account.verify_identity", targetType: "account", targetID: account.id, subjectID: account.id)
+      accountID: account.id, level: max(account.trustLevel, TrustLevel.registryVerified), now: clock.now(),
+      audit: AuditTrail.event("account.verify_identity", targetType: "account", targetID: account.id, subjectID: account.id))
     return Onewindow_V1_Account(updated)
   }
 
   func moveCaseworker(request: Onewindow_V1_MoveCaseworkerRequest, context: ServerContext) async throws -> Onewindow_V1_Account {
     let accountID = try Self.accountID(request.accountID)
     let department = try Check.text(request.departmentCode, field: "department_code", max: 32)
-    let account = try await store.moveCaseworker(accountID: accountID, departmentCode: department, now: clock.now())
-    try await trail.record("account.move_department", targetType: "account", targetID: account.id, reason: department)
+    let account = try await store.moveCaseworker(
+      accountID: accountID, departmentCode: department, now: clock.now(),
+      audit: AuditTrail.event("account.move_department", targetType: "account", targetID: accountID, reason: department))
     logger.info("caseworker moved", metadata: ["account": "\(account.id)", "department": "\(department)"])
     return Onewindow_V1_Account(account)
   }
@@ -218,8 +218,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
     let staff = try await StaffAccounts.create(
       role: role, username: request.username, displayName: request.displayName,
       departmentCode: request.departmentCode, password: request.password,
-      store: store, catalog: catalog, now: clock.now())
-    try await trail.record("account.create_staff", targetType: "account", targetID: staff.account.id, reason: role.rawValue)
+      store: store, catalog: catalog, now: clock.now(), auditedBy: RequestContext.principal)
     logger.info("staff account created", metadata: ["account": "\(staff.account.id)", "role": "\(role.rawValue)"])
     return .with {
       $0.account = Onewindow_V1_Account(staff.account)
@@ -275,7 +274,7 @@ public enum StaffAccounts {
 
   public static func create(
     role: Role, username: String, displayName: String, departmentCode: String, password: String,
-    store: any IdentityStore, catalog: any CatalogStore, now: Date
+    store: any IdentityStore, catalog: any CatalogStore, now: Date, auditedBy actor: Principal? = nil
   ) async throws -> Created {
     guard role.isStaff else { throw ValidationError("role", "must be admin or caseworker") }
     let username = try AccountRules.username(username)
@@ -300,11 +299,13 @@ public enum StaffAccounts {
       try PasswordHashing.validateNewPassword(clear)
     }
     let hash = try await PasswordWork().hash(clear)
+    let id = ULID.make(at: now)
     let account = try await store.createAccount(NewAccount(
       account: Account(
-        id: ULID.make(at: now), role: role, displayName: displayName, departmentCode: department, username: username,
+        id: id, role: role, displayName: displayName, departmentCode: department, username: username,
         hasPassword: true, createdAt: now),
-      passwordHash: hash))
+      passwordHash: hash,
+      audit: actor.map { AuditEvent($0, action: "account.create_staff", targetType: "account", targetID: id, reason: role.rawValue) }))
     return Created(account: account, generatedPassword: generated)
   }
 

@@ -45,12 +45,10 @@ public final class ServerApp: Sendable {
     self.store = store
     self.logger = logger
     self.clock = clock
-    let trail = AuditTrail(audit: store.audit, clock: clock)
     let identity = IdentityService(
-      store: store.identity, catalog: store.catalog, codeSender: codeSender, registry: registry, clock: clock, logger: logger,
-      trail: trail)
+      store: store.identity, catalog: store.catalog, codeSender: codeSender, registry: registry, clock: clock, logger: logger)
     let catalog = CatalogService(
-      store: store.catalog, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger, trail: trail)
+      store: store.catalog, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger)
     let sync = SyncService(
       store: store.sync, identity: store.identity, clock: clock, settings: config.sync, shutdown: streams, logger: logger)
     let issuer = try IssuerKeys.loadOrCreate(directory: config.dataDirectory)

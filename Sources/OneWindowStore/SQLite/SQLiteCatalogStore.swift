@@ -33,8 +33,11 @@ struct SQLiteCatalogStore: CatalogStore {
     }
   }
 
-  func upsertDepartment(_ department: Department, now: Date) async throws -> Department {
-    try await pool.write { db in try Self.upsert(db, department, now: now) }
+  func upsertDepartment(_ department: Department, now: Date, audit: AuditEvent?) async throws -> Department {
+    try await pool.write { db in
+      try Self.upsert(db, department, now: now)
+      if let audit { try SQLiteAudit.append(audit, now: now, db) }
+    }
     return department
   }
 
@@ -47,8 +50,12 @@ struct SQLiteCatalogStore: CatalogStore {
       arguments: [d.code, d.name, SQLTime.ms(now), SQLTime.ms(now)])
   }
 
-  func createItem(_ spec: ServiceItemSpec, now: Date) async throws -> ServiceItem {
-    try await pool.write { db in try Self.insert(db, spec, publish: false, now: now) }
+  func createItem(_ spec: ServiceItemSpec, now: Date, audit: AuditEvent?) async throws -> ServiceItem {
+    try await pool.write { db in
+      let item = try Self.insert(db, spec, publish: false, now: now)
+      if let audit { try SQLiteAudit.append(audit, now: now, db) }
+      return item
+    }
   }
 
   static func insert(_ db: Database, _ spec: ServiceItemSpec, publish: Bool, now: Date) throws -> ServiceItem {
@@ -73,7 +80,7 @@ struct SQLiteCatalogStore: CatalogStore {
     return ServiceItem(spec: spec, status: publish ? .published : .draft, version: 1, createdAt: now, updatedAt: now, publishedAt: publish ? now : nil)
   }
 
-  func updateItem(_ spec: ServiceItemSpec, expectedVersion: Int64, now: Date) async throws -> ServiceItem {
+  func updateItem(_ spec: ServiceItemSpec, expectedVersion: Int64, now: Date, audit: AuditEvent?) async throws -> ServiceItem {
     try await pool.write { db in
       let (id, current) = try Self.load(db, code: spec.code)
       guard current.version == expectedVersion else { throw StoreError.versionConflict(current: current.version) }
@@ -89,11 +96,12 @@ struct SQLiteCatalogStore: CatalogStore {
       updated.spec = spec
       updated.version += 1
       updated.updatedAt = now
+      if let audit { try SQLiteAudit.append(audit, now: now, db) }
       return updated
     }
   }
 
-  func setItemStatus(code: String, to status: ItemStatus, expectedVersion: Int64?, now: Date) async throws -> ServiceItem {
+  func setItemStatus(code: String, to status: ItemStatus, expectedVersion: Int64?, now: Date, audit: AuditEvent?) async throws -> ServiceItem {
     try await pool.write { db in
       let (id, current) = try Self.load(db, code: code)
       if let expectedVersion, current.version != expectedVersion {
@@ -119,6 +127,7 @@ struct SQLiteCatalogStore: CatalogStore {
       updated.version += 1
       updated.updatedAt = now
       updated.publishedAt = publishedAt
+      if let audit { try SQLiteAudit.append(audit, now: now, db) }
       return updated
     }
   }

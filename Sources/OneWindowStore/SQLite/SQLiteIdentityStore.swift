@@ -35,6 +35,7 @@ struct SQLiteIdentityStore: IdentityStore {
             a.legalRepresentativeID, a.departmentCode, a.username, new.passwordHash,
             SQLTime.ms(a.createdAt), SQLTime.ms(a.createdAt),
           ])
+        if let audit = new.audit { try SQLiteAudit.append(audit, now: a.createdAt, db) }
       }
     } catch let error as DatabaseError {
       if let column = error.uniqueViolationColumn { throw StoreError.alreadyExists(field: column) }
@@ -120,7 +121,7 @@ struct SQLiteIdentityStore: IdentityStore {
     }
   }
 
-  func setTrustLevel(accountID: String, level: Int, now: Date) async throws -> Account {
+  func setTrustLevel(accountID: String, level: Int, now: Date, audit: AuditEvent?) async throws -> Account {
     try await pool.write { db in
       try db.execute(
         sql: "UPDATE accounts SET trust_level = ?, updated_at = ? WHERE id = ?",
@@ -129,11 +130,12 @@ struct SQLiteIdentityStore: IdentityStore {
             let account = try Row.fetchOne(db, sql: "SELECT \(Self.accountColumns) FROM accounts WHERE id = ?", arguments: [accountID])
               .flatMap(Self.account(from:))
       else { throw StoreError.notFound("account") }
+      if let audit { try SQLiteAudit.append(audit, now: now, db) }
       return account
     }
   }
 
-  func moveCaseworker(accountID: String, departmentCode: String, now: Date) async throws -> Account {
+  func moveCaseworker(accountID: String, departmentCode: String, now: Date, audit: AuditEvent?) async throws -> Account {
     try await pool.write { db in
       guard let role = try String.fetchOne(db, sql: "SELECT role FROM accounts WHERE id = ?", arguments: [accountID]) else {
         throw StoreError.notFound("account")
@@ -148,6 +150,7 @@ struct SQLiteIdentityStore: IdentityStore {
       guard let account = try Row.fetchOne(db, sql: "SELECT \(Self.accountColumns) FROM accounts WHERE id = ?", arguments: [accountID])
         .flatMap(Self.account(from:))
       else { throw StoreError.notFound("account") }
+      if let audit { try SQLiteAudit.append(audit, now: now, db) }
       return account
     }
   }
