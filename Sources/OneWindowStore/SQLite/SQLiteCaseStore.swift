@@ -248,12 +248,14 @@ final class SQLiteCaseStore: CaseStore {
   }
 
   static func records(_ db: Database, sql condition: String, _ arguments: StatementArguments) throws -> [CaseRecord] {
-    let rows = try Row.fetchAll(db, sql: "SELECT \(columns) FROM cases WHERE \(condition)", arguments: arguments)
+    // Cached statements: the conditions come from a fixed set of call sites, and compiling SQL
+    // (with GRDB's authorizer) costs more than running these lookups.
+    let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT \(columns) FROM cases WHERE \(condition)"), arguments: arguments)
+    let history = try db.cachedStatement(sql: "SELECT body FROM case_status_history WHERE case_id = ? ORDER BY seq")
     return try rows.map { row in
       var record = try decoder.decode(CaseRecord.self, from: Data((row["body"] as String).utf8))
-      record.history = try String.fetchAll(
-        db, sql: "SELECT body FROM case_status_history WHERE case_id = ? ORDER BY seq", arguments: [record.id]
-      ).map { try decoder.decode(CaseStatusEntry.self, from: Data($0.utf8)) }
+      record.history = try String.fetchAll(history, arguments: [record.id])
+        .map { try decoder.decode(CaseStatusEntry.self, from: Data($0.utf8)) }
       return record
     }
   }
