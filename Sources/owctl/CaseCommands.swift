@@ -369,7 +369,7 @@ struct CaseCommand: AsyncParsableCommand {
     var reason: String?
 
     func execute() async throws {
-      try await CaseAction.run(global, target, .withdraw) { $0.reason = reason ?? "" }
+      try await ActOnCase.run(global, target, .withdraw) { $0.reason = reason ?? "" }
     }
   }
 
@@ -394,7 +394,7 @@ struct CaseCommand: AsyncParsableCommand {
 
     func execute() async throws {
       let supplied = try Pairs.parse(materials, option: "--material")
-      try await CaseAction.run(global, target, .supplyCorrection) {
+      try await ActOnCase.run(global, target, .supplyCorrection) {
         $0.materials = supplied
         $0.reason = reason ?? ""
       }
@@ -408,7 +408,7 @@ struct CaseCommand: AsyncParsableCommand {
     @OptionGroup var target: CaseTarget
 
     func execute() async throws {
-      try await CaseAction.run(global, target, .confirmDelivery)
+      try await ActOnCase.run(global, target, .confirmDelivery)
     }
   }
 

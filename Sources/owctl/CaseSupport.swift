@@ -38,7 +38,7 @@ struct CaseTarget: ParsableArguments {
 }
 
 /// Sends one ActOnCase and prints the outcome.
-enum CaseAction {
+enum ActOnCase {
   static func run(
     _ global: GlobalOptions, _ target: CaseTarget, _ event: Onewindow_V1_CaseEvent,
     _ configure: (inout Onewindow_V1_ActOnCaseRequest) -> Void = { _ in }

@@ -87,7 +87,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "A note (optional).") var reason: String?
-    func execute() async throws { try await CaseAction.run(global, target, .accept) { $0.reason = reason ?? "" } }
+    func execute() async throws { try await ActOnCase.run(global, target, .accept) { $0.reason = reason ?? "" } }
   }
 
   struct Correct: OwctlCommand {
@@ -102,7 +102,7 @@ struct WorkerCommand: AsyncParsableCommand {
       if missing.isEmpty { throw ArgumentParser.ValidationError("List what is missing with --missing (repeatable).") }
     }
     func execute() async throws {
-      try await CaseAction.run(global, target, .requestCorrection) {
+      try await ActOnCase.run(global, target, .requestCorrection) {
         $0.missingItems = missing
         $0.reason = reason ?? ""
       }
@@ -114,7 +114,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "Why (required).") var reason: String
-    func execute() async throws { try await CaseAction.run(global, target, .reject) { $0.reason = reason } }
+    func execute() async throws { try await ActOnCase.run(global, target, .reject) { $0.reason = reason } }
   }
 
   struct StartReview: OwctlCommand {
@@ -122,7 +122,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "A note (optional).") var reason: String?
-    func execute() async throws { try await CaseAction.run(global, target, .startReview) { $0.reason = reason ?? "" } }
+    func execute() async throws { try await ActOnCase.run(global, target, .startReview) { $0.reason = reason ?? "" } }
   }
 
   struct Suspend: OwctlCommand {
@@ -131,7 +131,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "Why (required).") var reason: String
-    func execute() async throws { try await CaseAction.run(global, target, .suspend) { $0.reason = reason } }
+    func execute() async throws { try await ActOnCase.run(global, target, .suspend) { $0.reason = reason } }
   }
 
   struct Resume: OwctlCommand {
@@ -139,7 +139,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "A note (optional).") var reason: String?
-    func execute() async throws { try await CaseAction.run(global, target, .resume) { $0.reason = reason ?? "" } }
+    func execute() async throws { try await ActOnCase.run(global, target, .resume) { $0.reason = reason ?? "" } }
   }
 
   struct Extend: OwctlCommand {
@@ -150,7 +150,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Why (required).") var reason: String
     @Option(help: "Who approved the extension (本机关负责人).") var approver: String
     func execute() async throws {
-      try await CaseAction.run(global, target, .extend) {
+      try await ActOnCase.run(global, target, .extend) {
         $0.reason = reason
         $0.approver = approver
       }
@@ -163,7 +163,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "A note (optional).") var reason: String?
-    func execute() async throws { try await CaseAction.run(global, target, .advanceStep) { $0.reason = reason ?? "" } }
+    func execute() async throws { try await ActOnCase.run(global, target, .advanceStep) { $0.reason = reason ?? "" } }
   }
 
   struct Approve: OwctlCommand {
@@ -172,7 +172,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "A note (optional).") var reason: String?
-    func execute() async throws { try await CaseAction.run(global, target, .approve) { $0.reason = reason ?? "" } }
+    func execute() async throws { try await ActOnCase.run(global, target, .approve) { $0.reason = reason ?? "" } }
   }
 
   struct Deny: OwctlCommand {
@@ -180,7 +180,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "Why (required).") var reason: String
-    func execute() async throws { try await CaseAction.run(global, target, .deny) { $0.reason = reason } }
+    func execute() async throws { try await ActOnCase.run(global, target, .deny) { $0.reason = reason } }
   }
 
   struct Complete: OwctlCommand {
@@ -188,7 +188,7 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "A note (optional).") var reason: String?
-    func execute() async throws { try await CaseAction.run(global, target, .complete) { $0.reason = reason ?? "" } }
+    func execute() async throws { try await ActOnCase.run(global, target, .complete) { $0.reason = reason ?? "" } }
   }
 
   struct Deliver: OwctlCommand {
@@ -208,12 +208,12 @@ struct WorkerCommand: AsyncParsableCommand {
     }
     func execute() async throws {
       if let courier {
-        try await CaseAction.run(global, target, .dispatchResult) {
+        try await ActOnCase.run(global, target, .dispatchResult) {
           $0.deliveryReference = courier
           $0.reason = reason ?? ""
         }
       } else {
-        try await CaseAction.run(global, target, .confirmDelivery) { $0.reason = reason ?? "" }
+        try await ActOnCase.run(global, target, .confirmDelivery) { $0.reason = reason ?? "" }
       }
     }
   }
@@ -224,6 +224,6 @@ struct WorkerCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
     @OptionGroup var target: CaseTarget
     @Option(help: "Why (required).") var reason: String
-    func execute() async throws { try await CaseAction.run(global, target, .reopen) { $0.reason = reason } }
+    func execute() async throws { try await ActOnCase.run(global, target, .reopen) { $0.reason = reason } }
   }
 }
