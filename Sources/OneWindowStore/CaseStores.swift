@@ -24,18 +24,18 @@ public struct CaseEffects: Sendable {
   public var audit: AuditEvent
   /// A certificate issued by this transition (approval of an item with a template).
   public var certificate: StoredCertificate?
-  /// A certificate the new one replaces (a reopened case approved again); revoked.
-  public var supersededCertificate: String?
+  /// A certificate the transition revokes (the case was reopened).
+  public var revokedCertificate: String?
   public var today: CivilDate
   public var calendar: WorkingCalendar
 
   public init(
-    audit: AuditEvent, certificate: StoredCertificate? = nil, supersededCertificate: String? = nil, today: CivilDate,
+    audit: AuditEvent, certificate: StoredCertificate? = nil, revokedCertificate: String? = nil, today: CivilDate,
     calendar: WorkingCalendar
   ) {
     self.audit = audit
     self.certificate = certificate
-    self.supersededCertificate = supersededCertificate
+    self.revokedCertificate = revokedCertificate
     self.today = today
     self.calendar = calendar
   }
@@ -99,8 +99,8 @@ public protocol MaterialStore: Sendable {
   func material(id: String) async throws -> StoredMaterial?
   /// The cases a material belongs to (for download authorization).
   func cases(containing materialID: String) async throws -> [CaseRecord]
-  /// Whether any material row references this content (the blob may be shared).
-  func isReferenced(sha256: String) async throws -> Bool
+  /// Whether `ownerID` already uploaded this content.
+  func owns(ownerID: String, sha256: String) async throws -> Bool
 }
 
 // MARK: - Certificates

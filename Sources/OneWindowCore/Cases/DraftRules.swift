@@ -119,18 +119,32 @@ public enum DraftRules {
     }
   }
 
-  /// Checks the material choices against the item's list: every required material given,
-  /// no unknown names, e-certificates only where the item allows them.
-  public static func validateMaterials(_ choices: [String: CaseDraft.MaterialChoice], item: ServiceItemSpec) throws(ValidationError) {
+  /// Checks materials supplied after a correction notice: at least one, every name on the
+  /// item's list, e-certificates only where the item allows them.
+  public static func validateSupplied(_ choices: [String: CaseDraft.MaterialChoice], item: ServiceItemSpec) throws(ValidationError) {
+    guard !choices.isEmpty else {
+      throw ValidationError("materials", "list the materials you supply (material name → material id)")
+    }
+    try checkNames(choices, item: item, field: "materials")
+  }
+
+  /// Every chosen name is on the item's list, and e-certificates stand in only where allowed.
+  static func checkNames(_ choices: [String: CaseDraft.MaterialChoice], item: ServiceItemSpec, field: String) throws(ValidationError) {
     let byName = Dictionary(item.materials.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
     for name in choices.keys.sorted() {
       guard let material = byName[name] else {
-        throw ValidationError("draft.materials.\(name)", "is not a material of this item")
+        throw ValidationError("\(field).\(name)", "is not a material of this item")
       }
       if case .certificate = choices[name], !material.ecertSubstitutable {
-        throw ValidationError("draft.materials.\(name)", "must be a file: this item does not accept an e-certificate for it")
+        throw ValidationError("\(field).\(name)", "must be a file: this item does not accept an e-certificate for it")
       }
     }
+  }
+
+  /// Checks the material choices against the item's list: every required material given,
+  /// no unknown names, e-certificates only where the item allows them.
+  public static func validateMaterials(_ choices: [String: CaseDraft.MaterialChoice], item: ServiceItemSpec) throws(ValidationError) {
+    try checkNames(choices, item: item, field: "draft.materials")
     if let missing = item.materials.first(where: { $0.required && choices[$0.name] == nil }) {
       let all = item.materials.filter { $0.required && choices[$0.name] == nil }.map(\.name)
       throw ValidationError(

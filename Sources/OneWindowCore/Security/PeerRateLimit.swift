@@ -33,12 +33,11 @@ public struct SlidingWindowLimit: Sendable {
     return nil
   }
 
-  /// How long until `key` may have another event (nil: now), without recording one. With
-  /// `acquire` on failures only, this limits failed attempts rather than all attempts.
-  public func wait(_ key: String, now: Date) -> TimeInterval? {
-    let recent = (events[key] ?? []).filter { now.timeIntervalSince($0) < window }
-    guard recent.count >= limit, let oldest = recent.first else { return nil }
-    return window - now.timeIntervalSince(oldest)
+  /// Takes back the newest event of `key` (a call that turned out not to count).
+  public mutating func refund(_ key: String) {
+    guard var recent = events[key], !recent.isEmpty else { return }
+    recent.removeLast()
+    events[key] = recent.isEmpty ? nil : recent
   }
 
   private mutating func forgetQuietest(now: Date) {

@@ -37,8 +37,8 @@ public struct CaseClockService: Service {
     let candidates = try await store.cases.pendingAcceptance(receivedOnOrBefore: today.adding(days: -CaseClock.correctionNoticeDays))
     var accepted = 0
     for record in candidates where record.clock.deemedAccepted(on: today, calendar) {
-      let updated = try CaseWorkflow.apply(CaseAction(event: .deemAccepted), to: record, by: .system, at: now, calendar: calendar)
       do {
+        let updated = try CaseWorkflow.apply(CaseAction(event: .deemAccepted), to: record, by: .system, at: now, calendar: calendar)
         _ = try await store.cases.update(
           updated, expectedVersion: record.version,
           effects: CaseEffects(
@@ -50,6 +50,13 @@ public struct CaseClockService: Service {
       } catch StoreError.versionConflict {
         // A caseworker acted at the same moment; the next pass judges the new state.
         continue
+      } catch is CancellationError {
+        throw CancellationError()
+      } catch {
+        // One case's failure must not stop the others.
+        logger.error("deemed acceptance failed for a case", metadata: [
+          "case": "\(record.id)", "error": "\(String(reflecting: type(of: error)))",
+        ])
       }
     }
     if accepted > 0 { logger.info("cases deemed accepted", metadata: ["count": "\(accepted)"]) }

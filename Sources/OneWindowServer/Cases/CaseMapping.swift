@@ -40,13 +40,15 @@ extension Onewindow_V1_CaseMaterial {
 }
 
 extension Onewindow_V1_CaseStatusEntry {
-  init(_ e: CaseStatusEntry) {
+  /// `showStaffIDs` false (the applicant's view): staff actors appear by role and department
+  /// only, never as individual accounts.
+  init(_ e: CaseStatusEntry, showStaffIDs: Bool) {
     self = .with {
       $0.state = e.state.proto
       $0.event = e.event.proto
       $0.at = .init(e.at)
       $0.actor = .with { a in
-        a.accountID = e.actor.accountID ?? ""
+        a.accountID = (showStaffIDs || e.actor.kind == .applicant) ? e.actor.accountID ?? "" : ""
         a.role = e.actor.role?.proto ?? .unspecified
         a.departmentCode = e.actor.departmentCode ?? ""
       }
@@ -103,7 +105,7 @@ extension Onewindow_V1_Case {
       $0.currentStep = Int32(r.currentStep)
       $0.handlingDepartment = r.handlingDepartment
       $0.deadlines = .init(r, today: today, calendar: calendar)
-      $0.history = r.history.map(Onewindow_V1_CaseStatusEntry.init)
+      $0.history = r.history.map { Onewindow_V1_CaseStatusEntry($0, showStaffIDs: involvement != .applicant) }
       if let kind = involvement.actorKind {
         $0.availableEvents = CaseWorkflow.availableEvents(r, for: kind).map(\.proto)
       }

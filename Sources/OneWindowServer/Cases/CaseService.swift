@@ -27,7 +27,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
     let key = try Self.idempotencyKey(request.idempotencyKey)
     let now = clock.now()
     if let existing = try await store.cases.caseRecord(applicantID: p.accountID, idempotencyKey: key) {
-      return view(existing, .applicant, now)
+      return try replay(existing, draftID: request.draftID, now)
     }
     guard let draft = try await store.cases.draft(id: request.draftID, applicantID: p.accountID) else {
       if let other = try await store.cases.caseRecord(applicantID: p.accountID, draftID: request.draftID) {
@@ -74,10 +74,18 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
         record: record, idempotencyKey: key, draftVersion: draft.version,
         audit: AuditEvent(p, action: "case.submit", targetType: "case", targetID: id, subjectID: p.accountID)),
       now: now, calendar: calendar)
-    if stored.id == id {
-      logger.info("case submitted", metadata: ["case": "\(id)", "item": "\(item.spec.code)"])
-    }
+    guard stored.id == id else { return try replay(stored, draftID: request.draftID, now) }
+    logger.info("case submitted", metadata: ["case": "\(id)", "item": "\(item.spec.code)"])
     return view(stored, .applicant, now)
+  }
+
+  /// A retried submission: the case the key produced, if the key was used for this draft.
+  func replay(_ existing: CaseRecord, draftID: String, _ now: Date) throws -> Onewindow_V1_Case {
+    guard existing.draftID == draftID else {
+      throw PreconditionFailed(
+        "idempotency key already used for another draft (case \(existing.trackingCode)); use a new key for a new submission")
+    }
+    return view(existing, .applicant, now)
   }
 
   func getCase(request: Onewindow_V1_GetCaseRequest, context: ServerContext) async throws -> Onewindow_V1_Case {
@@ -97,7 +105,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
     var after: (Date, String)?
     if !request.pageToken.isEmpty {
       let parts = try Self.token(request.pageToken, prefix: "c").split(separator: "|", maxSplits: 1)
-      guard parts.count == 2, let ms = Int64(parts[0]) else { throw Self.badToken }
+      guard parts.count == 2, let ms = Int64(parts[0]), (0...4_102_444_800_000).contains(ms) else { throw Self.badToken }
       after = (Date(timeIntervalSince1970: Double(ms) / 1000), String(parts[1]))
     }
     let cases = try await store.cases.cases(applicantID: p.accountID, limit: size + 1, after: after)
@@ -120,14 +128,15 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
     }
     guard request.expectedVersion >= 0 else { throw ValidationError("expected_version", "must not be negative") }
     try Check.count(request.materials, field: "materials", max: 50)
+    try Check.count(request.attachmentIds, field: "attachment_ids", max: CaseWorkflow.maxAttachments)
     var action = CaseAction(
       event: event, reason: request.reason, missingItems: request.missingItems, approver: request.approver,
       deliveryReference: request.deliveryReference, attachmentIDs: request.attachmentIds)
     var now = clock.now()
-    for (name, value) in request.materials.sorted(by: { $0.key < $1.key }) {
-      let choice: CaseDraft.MaterialChoice = value.hasPrefix(CaseDraft.certificatePrefix)
+    var supplied: [String: CaseDraft.MaterialChoice] = [:]
+    for (name, value) in request.materials {
+      supplied[name] = value.hasPrefix(CaseDraft.certificatePrefix)
         ? .certificate(number: String(value.dropFirst(CaseDraft.certificatePrefix.count))) : .upload(materialID: value)
-      action.materials.append(try await resolve(choice, name: name, field: "materials.\(name)", owner: p.accountID, now: now))
     }
     for (i, id) in request.attachmentIds.enumerated() {
       guard let m = try await store.materials.material(id: id), m.ownerID == p.accountID else {
@@ -142,13 +151,17 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
       let (record, involvement) = try await visibleCase(request.caseID, p)
       guard let kind = involvement.actorKind else {
         throw PermissionDenied(
-          "the case is at step \(record.currentStep + 1) (\(record.item.processSteps[record.currentStep].name)), handled by department \(record.handlingDepartment); your department cannot act on it now")
+          "the case is at step \(record.currentStep + 1), handled by department \(record.handlingDepartment); your department cannot act on it now")
       }
       if request.expectedVersion != 0 && request.expectedVersion != record.version {
         throw StoreError.versionConflict(current: record.version)
       }
-      if kind == .applicant, [.supplyCorrection].contains(event), action.materials.isEmpty {
-        throw ValidationError("materials", "list the materials you supply (material name → material id)")
+      if event == .supplyCorrection && attempt == 1 {
+        // Supplied materials follow the item's list, as at submission.
+        try DraftRules.validateSupplied(supplied, item: record.item)
+        for (name, choice) in supplied.sorted(by: { $0.key < $1.key }) {
+          action.materials.append(try await resolve(choice, name: name, field: "materials.\(name)", owner: p.accountID, now: now))
+        }
       }
       let actor = CaseActor(kind: kind, accountID: p.accountID, role: p.role, departmentCode: p.departmentCode)
       var updated = try CaseWorkflow.apply(action, to: record, by: actor, at: now, calendar: calendar)
@@ -157,8 +170,13 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
         certificate = try await issueCertificate(template, for: updated, now: now)
         updated.certificateNumber = certificate?.payload.number
       }
-      // A reopened case approved again replaces its certificate: the old one is revoked.
-      let superseded = certificate != nil ? record.certificateNumber : nil
+      // A reopened case no longer stands on its old decision: its certificate is revoked (and
+      // a new approval issues a new one).
+      var superseded: String?
+      if event == .reopen, let old = record.certificateNumber {
+        superseded = old
+        updated.certificateNumber = nil
+      }
       let audit = AuditEvent(
         actor, action: "case.\(event.rawValue)", targetType: "case", targetID: record.id, subjectID: record.applicantID,
         reason: updated.history.last?.reason ?? "")
@@ -166,7 +184,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
         let stored = try await store.cases.update(
           updated, expectedVersion: record.version,
           effects: CaseEffects(
-            audit: audit, certificate: certificate, supersededCertificate: superseded, today: CivilDate(now), calendar: calendar),
+            audit: audit, certificate: certificate, revokedCertificate: superseded, today: CivilDate(now), calendar: calendar),
           now: now)
         return view(stored, involvement, now)
       } catch StoreError.versionConflict(let current) where request.expectedVersion == 0 && attempt < 3 {
@@ -258,7 +276,8 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
 
   func trackCase(request: Onewindow_V1_TrackCaseRequest, context: ServerContext) async throws -> Onewindow_V1_TrackCaseResponse {
     let now = clock.now()
-    try trackLimiter.check(context, now: now)
+    // Counted before the lookup (so parallel guesses cannot all pass), refunded on success.
+    try trackLimiter.admit(context, now: now)
     let notFound = RPCError(code: .notFound, message: "no case matches this tracking code and phone number; check both")
     guard request.phoneLast4.count == 4, request.phoneLast4.allSatisfy({ $0.isASCII && $0.isNumber }) else {
       throw ValidationError("phone_last4", "must be the last 4 digits of the applicant's mobile number")
@@ -267,10 +286,10 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
           let record = try await store.cases.caseRecord(trackingCode: code),
           record.phoneCheck == CaseRecord.phoneCheck(caseID: record.id, last4: request.phoneLast4)
     else {
-      // Every failure counts, and a wrong code and a wrong phone answer alike.
-      try? trackLimiter.admit(context, now: now)
+      // A wrong code and a wrong phone answer alike, and both stay counted.
       throw notFound
     }
+    trackLimiter.refund(context)
     let names = published.snapshot.departmentNames
     let today = CivilDate(now)
     return .with {

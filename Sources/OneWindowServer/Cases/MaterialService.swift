@@ -24,7 +24,10 @@ struct MaterialService: Onewindow_V1_MaterialService.SimpleServiceProtocol {
     let header = try MaterialRules.header(
       fileName: h.fileName, contentType: h.contentType, size: h.size, sha256: h.sha256, maxBytes: settings.maxMaterialBytes)
     let chunks = ChunkSequence(messages: messages)
-    let deduplicated = try await vault.store(header, chunks: chunks)
+    let stored = try await vault.store(header, chunks: chunks)
+    // Report deduplication only against the caller's own uploads: whether anyone else ever
+    // uploaded these bytes is not the caller's business.
+    let deduplicated = stored ? try await store.materials.owns(ownerID: p.accountID, sha256: header.sha256) : false
     let now = clock.now()
     let material = StoredMaterial(
       id: ULID.make(at: now), ownerID: p.accountID, fileName: header.fileName, contentType: header.contentType,

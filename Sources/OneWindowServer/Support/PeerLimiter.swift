@@ -22,13 +22,11 @@ final class PeerLimiter: Sendable {
     }
   }
 
-  /// Throws RESOURCE_EXHAUSTED if the peer used up its allowance, without counting a call
-  /// (pair with `admit` on failures to limit failed attempts only).
-  func check(_ context: ServerContext, now: Date) throws {
+  /// Takes back the call `admit` counted (pair them to limit failed attempts only: admit
+  /// before the work, refund when it succeeded).
+  func refund(_ context: ServerContext) {
     let key = SlidingWindowLimit.peerAddress(context.remotePeer)
-    if let wait = state.withLock({ $0.wait(key, now: now) }) {
-      throw RateLimited.error("too many \(what) from this address", retryAfter: wait)
-    }
+    state.withLock { $0.refund(key) }
   }
 }
 

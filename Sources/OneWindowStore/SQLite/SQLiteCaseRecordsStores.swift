@@ -33,9 +33,10 @@ final class SQLiteMaterialStore: MaterialStore {
     }
   }
 
-  func isReferenced(sha256: String) async throws -> Bool {
+  func owns(ownerID: String, sha256: String) async throws -> Bool {
     try await pool.read { db in
-      try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM materials WHERE sha256 = ?)", arguments: [sha256]) ?? false
+      try Bool.fetchOne(
+        db, sql: "SELECT EXISTS (SELECT 1 FROM materials WHERE owner_id = ? AND sha256 = ?)", arguments: [ownerID, sha256]) ?? false
     }
   }
 }

@@ -90,6 +90,10 @@ final class SQLiteCaseStore: CaseStore {
       }
       guard current == expectedVersion else { throw StoreError.versionConflict(current: current) }
       let stored = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM case_status_history WHERE case_id = ?", arguments: [updated.id]) ?? 0
+      // A rating made since the caller read the case (rating does not bump the version) stays recorded.
+      var updated = updated
+      updated.evaluated = try updated.evaluated
+        || (Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM evaluations WHERE case_id = ?)", arguments: [updated.id]) ?? false)
       try db.execute(
         sql: """
           UPDATE cases SET state = ?, version = ?, handling_department = ?, due_day = ?, received_day = ?, body = ?, updated_at = ?
@@ -111,18 +115,19 @@ final class SQLiteCaseStore: CaseStore {
         issued.targetType = "certificate"
         issued.targetID = certificate.payload.number
         try SQLiteAudit.append(issued, now: now, db)
-        if let old = effects.supersededCertificate {
-          try db.execute(
-            sql: "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE number = ? AND revoked_at IS NULL",
-            arguments: [SQLTime.ms(now), "superseded by \(certificate.payload.number)", old])
-          if db.changesCount > 0 {
-            var revoked = effects.audit
-            revoked.action = "certificate.revoke"
-            revoked.targetType = "certificate"
-            revoked.targetID = old
-            revoked.reason = "superseded by \(certificate.payload.number)"
-            try SQLiteAudit.append(revoked, now: now, db)
-          }
+      }
+      if let old = effects.revokedCertificate {
+        let reason = "case reopened: \(effects.audit.reason)"
+        try db.execute(
+          sql: "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE number = ? AND revoked_at IS NULL",
+          arguments: [SQLTime.ms(now), reason, old])
+        if db.changesCount > 0 {
+          var revoked = effects.audit
+          revoked.action = "certificate.revoke"
+          revoked.targetType = "certificate"
+          revoked.targetID = old
+          revoked.reason = reason
+          try SQLiteAudit.append(revoked, now: now, db)
         }
       }
       try Self.publish(updated, today: effects.today, calendar: effects.calendar, &state, db)

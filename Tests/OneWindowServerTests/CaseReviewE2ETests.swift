@@ -1,0 +1,125 @@
+import Foundation
+import GRPCCore
+import OneWindowAPI
+import OneWindowClientPosix
+import OneWindowCore
+import OneWindowServer
+import Testing
+
+/// Edge cases found in review: malformed paging, key reuse, correction materials, reopening,
+/// staff identities in the applicant's view, and parallel guessing of tracking queries.
+@Suite struct CaseReviewE2ETests {
+  @Test func anOutOfRangePageTokenIsInvalidNotACrash() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let w = try await CaseWorld.make(env)
+      _ = try await w.submitCase()
+      for body in ["c:9223372036854775807|x", "c:-5|x", "c:12", "q:1"] {
+        await expectRPCError(.invalidArgument) {
+          try await env.caseAPI.listMyCases(
+            .with { $0.pageToken = Base64URL.encode(Array(body.utf8)) }, metadata: bearer(w.citizen))
+        }
+      }
+      #expect(try await env.caseAPI.listMyCases(.init(), metadata: bearer(w.citizen)).cases.count == 1)
+    }
+  }
+
+  @Test func anIdempotencyKeyBelongsToOneDraft() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let w = try await CaseWorld.make(env)
+      let key = "reused-key-0001"
+      _ = try await w.submitCase(key: key)
+      let material = try await env.upload(w.citizen, pdfBytes("second"))
+      let other = try await env.pushDraft(
+        w.citizen, itemCode: CaseWorld.itemCode, form: ["shop_name": .string("另一家")], materials: ["营业执照": material.materialID])
+      let error = await expectRPCError(.failedPrecondition) {
+        try await env.caseAPI.submitCase(.with { $0.draftID = other; $0.idempotencyKey = key }, metadata: bearer(w.citizen))
+      }
+      #expect(error?.message.contains("idempotency key already used") == true)
+      // The draft is untouched and submits under a new key.
+      let fresh = try await env.caseAPI.submitCase(.with { $0.draftID = other; $0.idempotencyKey = "fresh-key-0002" }, metadata: bearer(w.citizen))
+      #expect(fresh.form["shop_name"] == "另一家")
+    }
+  }
+
+  @Test func suppliedMaterialsMustBeOnTheItemsList() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let w = try await CaseWorld.make(env)
+      let (submitted, _) = try await w.submitCase()
+      try await w.act(w.d1, submitted.id, .requestCorrection, missingItems: ["营业执照副本"])
+      let material = try await env.upload(w.citizen, pdfBytes("supplied"))
+      func supply(_ materials: [String: String]) async throws -> Onewindow_V1_Case {
+        try await env.caseAPI.actOnCase(
+          .with { $0.caseID = submitted.id; $0.event = .supplyCorrection; $0.materials = materials }, metadata: bearer(w.citizen))
+      }
+      await expectRPCError(.invalidArgument) { try await supply(["不存在的材料": material.materialID]) }
+      await expectRPCError(.invalidArgument) { try await supply(["营业执照": "cert:OW2026-AAAA-BBBB-CCCC"]) }
+      await expectRPCError(.invalidArgument) { try await supply([:]) }
+      let supplied = try await supply(["营业执照": material.materialID])
+      #expect(supplied.state == .pendingAcceptance)
+      #expect(supplied.materials.map(\.materialID) == [material.materialID])
+    }
+  }
+
+  @Test func reopeningRevokesTheCertificateAndReapprovalIssuesANewOne() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let w = try await CaseWorld.make(env)
+      let (submitted, _) = try await w.submitCase()
+      let completed = try await w.complete(submitted.id)
+      let first = completed.certificateNumber
+      #expect(!first.isEmpty)
+      let reopened = try await w.act(w.admin, submitted.id, .reopen, reason: "申请人补充材料显示许可条件有误")
+      #expect(reopened.state == .underReview && reopened.certificateNumber.isEmpty)
+      let check = try await env.certificateAPI.verifyCertificate(.with { $0.number = first })
+      #expect(check.result == .revoked)
+      #expect(check.certificate.revocationReason.hasPrefix("case reopened"))
+      let approved = try await w.act(w.d2, submitted.id, .approve)
+      #expect(!approved.certificateNumber.isEmpty && approved.certificateNumber != first)
+      #expect(try await env.certificateAPI.verifyCertificate(.with { $0.number = approved.certificateNumber }).result == .valid)
+      let audit = try await env.auditAPI.verifyAuditChain(.init(), metadata: bearer(w.admin))
+      #expect(audit.intact)
+    }
+  }
+
+  @Test func theApplicantSeesStaffByRoleAndDepartmentOnly() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let w = try await CaseWorld.make(env)
+      let (submitted, _) = try await w.submitCase()
+      try await w.act(w.d1, submitted.id, .accept)
+      let mine = try await w.getCase(w.citizen, submitted.id)
+      let accept = try #require(mine.history.last)
+      #expect(accept.event == .accept && accept.actor.role == .caseworker && accept.actor.departmentCode == CaseWorld.d1)
+      #expect(accept.actor.accountID.isEmpty)
+      #expect(mine.history.first?.actor.accountID == w.citizenID)
+      // Staff see who acted.
+      #expect(try await w.getCase(w.d1, submitted.id).history.last?.actor.accountID.isEmpty == false)
+    }
+  }
+
+  @Test func parallelGuessesCannotOutrunTheTrackingBrake() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let w = try await CaseWorld.make(env)
+      let (submitted, _) = try await w.submitCase()
+      let codes = try await withThrowingTaskGroup(of: RPCError.Code?.self) { group in
+        for i in 0..<40 {
+          group.addTask {
+            do {
+              _ = try await env.caseAPI.trackCase(.with {
+                $0.trackingCode = submitted.trackingCode
+                $0.phoneLast4 = String(format: "%04d", 1000 + i)  // all wrong: the phone ends in 0001
+              })
+              return nil
+            } catch let error as RPCError {
+              return error.code
+            }
+          }
+        }
+        var codes: [RPCError.Code?] = []
+        for try await code in group { codes.append(code) }
+        return codes
+      }
+      #expect(codes.filter { $0 == .notFound }.count == 10)
+      #expect(codes.filter { $0 == .resourceExhausted }.count == 30)
+      #expect(!codes.contains(where: { $0 == nil }))
+    }
+  }
+}
