@@ -178,8 +178,8 @@ enum DraftRecords {
     return ""
   }
 
-  /// Prints what a put queued (or its JSON form).
-  static func report(_ global: GlobalOptions, id: String, mutation: PendingMutation?, record: LocalRecord?, verb: String) {
+  /// Prints what a put of a local record queued (or its JSON form); shared with `records put`.
+  static func report(_ global: GlobalOptions, id: String, mutation: PendingMutation?, record: LocalRecord?, verb: String?) {
     if global.json {
       Console.out(JSONPretty.indent(JSONText.object([
         ("id", JSONText.string(id)),
@@ -187,7 +187,7 @@ enum DraftRecords {
         ("record", record.map(RecordView.json) ?? "null"),
       ])))
     } else if let mutation {
-      Console.out("\(id)  \(verb); queued as mutation \(mutation.mutationID) (\(MutationView.fieldList(mutation)))")
+      Console.out("\(id)  \(verb.map { "\($0); " } ?? "")queued as mutation \(mutation.mutationID) (\(MutationView.fieldList(mutation)))")
     } else {
       Console.out("\(id)  unchanged: nothing queued")
     }

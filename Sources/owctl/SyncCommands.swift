@@ -60,17 +60,7 @@ struct RecordsCommand: AsyncParsableCommand {
       try await LocalReplica.with(global) { replica in
         let mutation = try await replica.put(collection: collection, id: recordID, fields: fields)
         let record = try await replica.get(collection: collection, id: recordID)
-        if global.json {
-          Console.out(JSONPretty.indent(JSONText.object([
-            ("id", JSONText.string(recordID)),
-            ("mutationId", mutation.map { String($0.mutationID) } ?? "null"),
-            ("record", record.map(RecordView.json) ?? "null"),
-          ])))
-        } else if let mutation {
-          Console.out("\(recordID)  queued as mutation \(mutation.mutationID) (\(MutationView.fieldList(mutation)))")
-        } else {
-          Console.out("\(recordID)  unchanged: nothing queued")
-        }
+        DraftRecords.report(global, id: recordID, mutation: mutation, record: record, verb: nil)
       }
     }
   }
