@@ -122,4 +122,90 @@ import Testing
       #expect(!codes.contains(where: { $0 == nil }))
     }
   }
+
+  @Test func concurrentSubmitsWithOneKeyMakeOneCase() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let w = try await CaseWorld.make(env)
+      let material = try await env.upload(w.citizen, pdfBytes("race"))
+      let draft = try await env.pushDraft(
+        w.citizen, itemCode: CaseWorld.itemCode, form: ["shop_name": .string("并发")], materials: ["营业执照": material.materialID])
+      let ids = try await withThrowingTaskGroup(of: String.self) { group in
+        for _ in 0..<8 {
+          group.addTask {
+            try await env.caseAPI.submitCase(.with { $0.draftID = draft; $0.idempotencyKey = "race-key-0001" }, metadata: bearer(w.citizen)).id
+          }
+        }
+        var ids = Set<String>()
+        for try await id in group { ids.insert(id) }
+        return ids
+      }
+      #expect(ids.count == 1)
+      #expect(try await env.count("cases") == 1)
+    }
+  }
+
+  @Test func theDeemedAcceptanceJobAndACaseworkerRacingLeaveOneAcceptance() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      var w = try await CaseWorld.make(env, start: cst("2026-11-20T10:00:00+08:00"))
+      let (submitted, _) = try await w.submitCase()
+      env.setClock(cst("2026-11-30T09:00:00+08:00"))  // past the notice deadline (11-27)
+      try await w.relogin()
+      let worker = w
+      async let job = env.app.caseClock.runOnce()
+      async let manual: Onewindow_V1_Case? = try? worker.act(worker.d1, submitted.id, .accept)
+      let (deemed, accepted) = try await (job, manual)
+      let final = try await w.getCase(w.d1, submitted.id)
+      #expect(final.state == .accepted)
+      // Exactly one acceptance row, by whichever won; either way dated from receipt.
+      #expect(final.history.filter { $0.event == .accept || $0.event == .deemAccepted }.count == 1)
+      #expect(deemed + (accepted == nil ? 0 : 1) == 1)
+      #expect(final.deadlines.acceptedOn == "2026-11-20")
+    }
+  }
+
+  @Test func aCaseworkersAttachmentReachesTheApplicantButNotOthers() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let w = try await CaseWorld.make(env)
+      let (submitted, _) = try await w.submitCase()
+      let notice = try await env.upload(w.d1, pdfBytes("补正告知书"), fileName: "补正告知书.pdf")
+      _ = try await env.caseAPI.actOnCase(
+        .with {
+          $0.caseID = submitted.id
+          $0.event = .requestCorrection
+          $0.missingItems = ["营业执照副本"]
+          $0.attachmentIds = [notice.materialID]
+        }, metadata: bearer(w.d1))
+      let (info, data) = try await env.download(w.citizen, notice.materialID)
+      #expect(info.fileName == "补正告知书.pdf" && Array(data) == pdfBytes("补正告知书"))
+      let other = try await w.otherCitizen().accessToken
+      await expectRPCError(.notFound) { try await env.download(other, notice.materialID) }
+      await expectRPCError(.notFound) { try await env.download(w.d3, notice.materialID) }
+      // Someone else's upload cannot be attached.
+      let foreign = try await env.upload(other, pdfBytes("foreign"))
+      await expectRPCError(.invalidArgument) {
+        try await env.caseAPI.actOnCase(
+          .with { $0.caseID = submitted.id; $0.event = .accept; $0.attachmentIds = [foreign.materialID] }, metadata: bearer(w.d1))
+      }
+    }
+  }
+
+  @Test func myCasesPageNewestFirst() async throws {
+    try await TestEnvironment.run { (env) async throws in
+      let w = try await CaseWorld.make(env)
+      var submitted: [String] = []
+      for i in 0..<5 {
+        env.clock.advance(by: 1)
+        submitted.append(try await w.submitCase(shopName: "店\(i)").case.id)
+      }
+      var seen: [String] = []
+      var token = ""
+      repeat {
+        let page = try await env.caseAPI.listMyCases(.with { $0.pageSize = 2; $0.pageToken = token }, metadata: bearer(w.citizen))
+        #expect(page.cases.count <= 2)
+        seen += page.cases.map(\.id)
+        token = page.nextPageToken
+      } while !token.isEmpty
+      #expect(seen == submitted.reversed())
+    }
+  }
 }

@@ -30,6 +30,10 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
       return try replay(existing, draftID: request.draftID, now)
     }
     guard let draft = try await store.cases.draft(id: request.draftID, applicantID: p.accountID) else {
+      // A concurrent retry with this key may have submitted the draft since the check above.
+      if let existing = try await store.cases.caseRecord(applicantID: p.accountID, idempotencyKey: key) {
+        return try replay(existing, draftID: request.draftID, now)
+      }
       if let other = try await store.cases.caseRecord(applicantID: p.accountID, draftID: request.draftID) {
         throw PreconditionFailed(
           "draft \(request.draftID) was already submitted as case \(other.trackingCode) (with another idempotency key)")
