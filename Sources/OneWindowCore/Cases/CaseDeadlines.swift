@@ -81,9 +81,7 @@ public struct CaseClock: Sendable, Equatable, Codable {
 
   /// Working days left until the decision deadline (negative when overdue); nil before acceptance.
   public func workingDaysLeft(on today: CivilDate, _ calendar: WorkingCalendar) -> Int? {
-    guard let due = decisionDue(asOf: today, calendar) else { return nil }
-    if today <= due { return calendar.workingDays(after: today, through: due) }
-    return -calendar.workingDays(after: due, through: today)
+    decisionDue(asOf: today, calendar).map { calendar.workingDaysLeft(from: today, until: $0) }
   }
 
   /// Working days to issue the result (certificate or decision letter) after the decision

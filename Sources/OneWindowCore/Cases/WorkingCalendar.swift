@@ -115,6 +115,11 @@ public struct WorkingCalendar: Sendable, Equatable {
     return current
   }
 
+  /// Working days from `today` until `due`: positive ahead, 0 on the day, negative when past.
+  public func workingDaysLeft(from today: CivilDate, until due: CivilDate) -> Int {
+    today <= due ? workingDays(after: today, through: due) : -workingDays(after: due, through: today)
+  }
+
   /// Working days in the half-open range (start, end]: how many working days passed between two
   /// dates (0 when end ≤ start).
   public func workingDays(after start: CivilDate, through end: CivilDate) -> Int {

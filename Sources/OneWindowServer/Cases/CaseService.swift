@@ -264,7 +264,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
           if let due = r.clock.nextDeadline(in: r.state, asOf: today, calendar) {
             $0.dueOn = due.description
             $0.overdue = today > due
-            $0.workingDaysLeft = Int32(today <= due ? calendar.workingDays(after: today, through: due) : -calendar.workingDays(after: due, through: today))
+            $0.workingDaysLeft = Int32(calendar.workingDaysLeft(from: today, until: due))
           }
           $0.stepName = r.item.processSteps.indices.contains(r.currentStep) ? r.item.processSteps[r.currentStep].name : ""
           $0.submittedAt = .init(r.submittedAt)
@@ -361,18 +361,9 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
   /// The case by id or tracking code, if `p` may see it; NOT_FOUND otherwise (the same answer
   /// as for a case that does not exist).
   func visibleCase(_ idOrCode: String, _ p: Principal) async throws -> (CaseRecord, CaseWorkflow.Involvement) {
-    let text = idOrCode.trimmingWhitespace()
-    guard !text.isEmpty else { throw ValidationError("case_id", "is required (a case id or tracking code)") }
-    var record: CaseRecord?
-    if ULID.isValid(text) {
-      record = try await store.cases.caseRecord(id: text)
-    } else if let code = try? TrackingCode.normalize(text) {
-      record = try await store.cases.caseRecord(trackingCode: code)
-    } else {
-      throw ValidationError("case_id", "must be a case id or a tracking code like 7K3M-9QXT-2B8N-4WZP-3")
-    }
+    let record = try await store.cases.caseRecord(idOrCode: idOrCode)
     guard let record, let involvement = CaseWorkflow.involvement(of: p, in: record) else {
-      throw StoreError.notFound("case '\(text)'")
+      throw StoreError.notFound("case '\(idOrCode.trimmingWhitespace())'")
     }
     return (record, involvement)
   }

@@ -16,7 +16,7 @@ struct EvaluationService: Onewindow_V1_EvaluationService.SimpleServiceProtocol {
 
   func rateCase(request: Onewindow_V1_RateCaseRequest, context: ServerContext) async throws -> Onewindow_V1_Evaluation {
     let p = try RequestContext.require([.citizen, .enterprise])
-    guard let record = try await caseRecord(request.caseID), record.applicantID == p.accountID else {
+    guard let record = try await store.cases.caseRecord(idOrCode: request.caseID), record.applicantID == p.accountID else {
       throw StoreError.notFound("case '\(request.caseID)'")
     }
     let now = clock.now()
@@ -102,20 +102,13 @@ struct EvaluationService: Onewindow_V1_EvaluationService.SimpleServiceProtocol {
 
   // MARK: - Helpers
 
-  func caseRecord(_ idOrCode: String) async throws -> CaseRecord? {
-    let text = idOrCode.trimmingWhitespace()
-    if ULID.isValid(text) { return try await store.cases.caseRecord(id: text) }
-    guard let code = try? TrackingCode.normalize(text) else {
-      throw ValidationError("case_id", "must be a case id or a tracking code")
-    }
-    return try await store.cases.caseRecord(trackingCode: code)
-  }
-
   /// The evaluation if `p` is the applicant, a caseworker of the rated department or an
   /// administrator; NOT_FOUND otherwise.
   func visible(_ idOrCode: String, _ p: Principal) async throws -> Evaluation {
     let notFound = StoreError.notFound("evaluation of case '\(idOrCode)'")
-    guard let record = try await caseRecord(idOrCode), let e = try await store.evaluations.evaluation(caseID: record.id) else {
+    guard let record = try await store.cases.caseRecord(idOrCode: idOrCode),
+          let e = try await store.evaluations.evaluation(caseID: record.id)
+    else {
       throw notFound
     }
     switch p.role {

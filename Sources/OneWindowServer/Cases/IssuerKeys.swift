@@ -22,7 +22,12 @@ public struct IssuerKeys: Sendable {
       key = try Curve25519.Signing.PrivateKey(rawRepresentation: data)
     } else {
       key = Curve25519.Signing.PrivateKey()
-      guard fm.createFile(atPath: path, contents: key.rawRepresentation, attributes: [.posixPermissions: 0o600]) else {
+      // Written whole to a temporary file and renamed: a crash never leaves a truncated key.
+      let temp = path + ".tmp"
+      guard fm.createFile(atPath: temp, contents: key.rawRepresentation, attributes: [.posixPermissions: 0o600]),
+            rename(temp, path) == 0
+      else {
+        try? fm.removeItem(atPath: temp)
         throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: path])
       }
     }

@@ -149,9 +149,10 @@ final class SQLiteCaseStore: CaseStore {
       case .dueSoon: condition = base + " AND due_day <= ?"; arguments.append(dueSoonBy.dayNumber)
       }
       // Paused cases (no due day) last; then earliest deadline, then oldest submission.
+      // A queue page lists cases; it does not need their histories.
       let cases = try Self.records(
         db, sql: "\(condition) ORDER BY due_day IS NULL, due_day, submitted_at, id LIMIT ? OFFSET ?",
-        StatementArguments(arguments + [limit, offset]))
+        StatementArguments(arguments + [limit, offset]), withHistory: false)
       let overdue = try Int.fetchOne(
         db, sql: "SELECT COUNT(*) FROM cases WHERE \(base) AND due_day < ?", arguments: [department, today.dayNumber]) ?? 0
       let dueSoon = try Int.fetchOne(
@@ -252,13 +253,18 @@ final class SQLiteCaseStore: CaseStore {
     try records(db, sql: condition + " LIMIT 1", arguments).first
   }
 
-  static func records(_ db: Database, sql condition: String, _ arguments: StatementArguments) throws -> [CaseRecord] {
+  /// `withHistory` false leaves `history` empty: only for read-only listings, never for a record
+  /// that goes back to `update` (which appends the history rows beyond those stored).
+  static func records(
+    _ db: Database, sql condition: String, _ arguments: StatementArguments, withHistory: Bool = true
+  ) throws -> [CaseRecord] {
     // Cached statements: the conditions come from a fixed set of call sites, and compiling SQL
     // (with GRDB's authorizer) costs more than running these lookups.
     let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT \(columns) FROM cases WHERE \(condition)"), arguments: arguments)
     let history = try db.cachedStatement(sql: "SELECT body FROM case_status_history WHERE case_id = ? ORDER BY seq")
     return try rows.map { row in
       var record = try decoder.decode(CaseRecord.self, from: Data((row["body"] as String).utf8))
+      guard withHistory else { return record }
       record.history = try String.fetchAll(history, arguments: [record.id])
         .map { try decoder.decode(CaseStatusEntry.self, from: Data($0.utf8)) }
       return record

@@ -232,11 +232,9 @@ final class SQLiteSyncStore: SyncStore {
       throw StoreError.failedPrecondition("\(collection) is not a public collection")
     }
     return try await write(now: now) { db, state -> Int in
-      var existing: [String: StoredRecord] = [:]
-      for row in try Row.fetchAll(db, sql: "SELECT \(Self.columns) FROM sync_records WHERE collection = ?", arguments: [collection]) {
-        let record = try Self.record(from: row)
-        existing[record.id] = record
-      }
+      // Only the ids of live records: upsert reads each record it writes itself.
+      let live = try String.fetchAll(
+        db, sql: "SELECT id FROM sync_records WHERE collection = ? AND deleted = 0 ORDER BY id", arguments: [collection])
       var changed = 0
       for (id, values) in records.sorted(by: { $0.key < $1.key }) {
         if try state.upsert(
@@ -245,7 +243,7 @@ final class SQLiteSyncStore: SyncStore {
           changed += 1
         }
       }
-      for (id, current) in existing.sorted(by: { $0.key < $1.key }) where records[id] == nil && !current.state.deleted {
+      for id in live where records[id] == nil {
         if try state.delete(collection: collection, id: id, db) { changed += 1 }
       }
       return changed
