@@ -13,6 +13,7 @@ public protocol Store: Sendable {
   var certificates: any CertificateStore { get }
   var evaluations: any EvaluationStore { get }
   var audit: any AuditStore { get }
+  var notifications: any NotificationStore { get }
   /// Flushes and closes the database; call once after the server has drained.
   func close() async throws
 }

@@ -267,6 +267,151 @@ enum Migrations {
         CREATE INDEX audit_log_target ON audit_log(target_id, seq);
         """)
     }
+    m.registerMigration("v4-notifications") { db in
+      try db.execute(sql: """
+        -- Each account's inbox: its head (the last seq given out), its size, and its stream
+        -- cursor (acknowledged up to acked_seq; sent up to sent_seq; rounds of redelivery).
+        CREATE TABLE inbox_heads (
+          account_id TEXT PRIMARY KEY REFERENCES accounts(id),
+          last_seq INTEGER NOT NULL DEFAULT 0,
+          message_count INTEGER NOT NULL DEFAULT 0,
+          acked_seq INTEGER NOT NULL DEFAULT 0,
+          sent_seq INTEGER NOT NULL DEFAULT 0,
+          rounds INTEGER NOT NULL DEFAULT 0
+        );
+
+        -- content is the rendered MessageContent as JSON; state is pending, delivered, expired
+        -- or replaced.
+        CREATE TABLE inbox_messages (
+          account_id TEXT NOT NULL REFERENCES accounts(id),
+          seq INTEGER NOT NULL,
+          event_id TEXT NOT NULL UNIQUE,
+          publication_id TEXT,
+          content TEXT NOT NULL,
+          category TEXT NOT NULL,
+          priority TEXT NOT NULL,
+          collapse_key TEXT,
+          replaces_event_id TEXT,
+          state TEXT NOT NULL,
+          sent_at INTEGER NOT NULL,
+          expires_at INTEGER,
+          read_at INTEGER,
+          delivered_at INTEGER,
+          PRIMARY KEY (account_id, seq)
+        );
+        CREATE INDEX inbox_messages_state ON inbox_messages(account_id, state, seq);
+        CREATE INDEX inbox_messages_collapse ON inbox_messages(account_id, collapse_key) WHERE collapse_key IS NOT NULL;
+        CREATE INDEX inbox_messages_expiry ON inbox_messages(expires_at) WHERE expires_at IS NOT NULL;
+
+        CREATE TABLE topics (
+          code TEXT PRIMARY KEY,
+          title TEXT NOT NULL,
+          description TEXT NOT NULL,
+          last_seq INTEGER NOT NULL DEFAULT 0,
+          created_at INTEGER NOT NULL
+        );
+        -- A topic message is stored once (fan-out on read); each subscriber reads the log through
+        -- its own cursor (acked_seq, sent_seq, rounds) and read marker (read_seq).
+        CREATE TABLE topic_messages (
+          topic TEXT NOT NULL REFERENCES topics(code),
+          seq INTEGER NOT NULL,
+          event_id TEXT NOT NULL UNIQUE,
+          publication_id TEXT,
+          content TEXT NOT NULL,
+          collapse_key TEXT,
+          replaces_event_id TEXT,
+          state TEXT NOT NULL,
+          sent_at INTEGER NOT NULL,
+          expires_at INTEGER,
+          PRIMARY KEY (topic, seq)
+        );
+        CREATE INDEX topic_messages_collapse ON topic_messages(topic, collapse_key) WHERE collapse_key IS NOT NULL;
+        CREATE TABLE topic_subscriptions (
+          account_id TEXT NOT NULL REFERENCES accounts(id),
+          topic TEXT NOT NULL REFERENCES topics(code),
+          acked_seq INTEGER NOT NULL,
+          sent_seq INTEGER NOT NULL,
+          rounds INTEGER NOT NULL DEFAULT 0,
+          read_seq INTEGER NOT NULL,
+          subscribed_at INTEGER NOT NULL,
+          PRIMARY KEY (account_id, topic)
+        );
+        CREATE INDEX topic_subscriptions_topic ON topic_subscriptions(topic);
+
+        CREATE TABLE notification_templates (
+          name TEXT NOT NULL,
+          version INTEGER NOT NULL,
+          title TEXT NOT NULL,
+          body TEXT NOT NULL,
+          category TEXT NOT NULL,
+          system INTEGER NOT NULL,
+          created_at INTEGER NOT NULL,
+          PRIMARY KEY (name, version)
+        );
+
+        -- publisher_key is the publishing account's id, or 'system'; the idempotency key is
+        -- unique per publisher. audience and content are JSON; webhook_event the queued
+        -- notification.published event of a scheduled publication.
+        CREATE TABLE publications (
+          id TEXT PRIMARY KEY,
+          publisher_key TEXT NOT NULL,
+          idempotency_key TEXT NOT NULL,
+          audience TEXT NOT NULL,
+          content TEXT NOT NULL,
+          ttl_ms INTEGER,
+          status TEXT NOT NULL,
+          send_at INTEGER,
+          created_at INTEGER NOT NULL,
+          sent_at INTEGER,
+          recipient_count INTEGER NOT NULL DEFAULT 0,
+          event_id TEXT NOT NULL DEFAULT '',
+          webhook_event TEXT,
+          UNIQUE (publisher_key, idempotency_key)
+        );
+        CREATE INDEX publications_due ON publications(send_at) WHERE status = 'scheduled';
+
+        -- sealed_secret: the signing secret encrypted with the server's key (the server must
+        -- sign with it, so a hash would not do).
+        CREATE TABLE webhook_endpoints (
+          id TEXT PRIMARY KEY,
+          url TEXT NOT NULL,
+          event_types TEXT NOT NULL,
+          enabled INTEGER NOT NULL,
+          description TEXT NOT NULL,
+          sealed_secret BLOB NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        );
+
+        -- One event on its way to one target of an outbound channel; every attempt is kept.
+        CREATE TABLE deliveries (
+          id TEXT PRIMARY KEY,
+          channel TEXT NOT NULL,
+          target TEXT NOT NULL,
+          event_type TEXT NOT NULL,
+          event_id TEXT NOT NULL,
+          body BLOB NOT NULL,
+          status TEXT NOT NULL,
+          attempt_count INTEGER NOT NULL DEFAULT 0,
+          next_attempt_at INTEGER,
+          replay_of TEXT REFERENCES deliveries(id),
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX deliveries_once ON deliveries(channel, target, event_id) WHERE replay_of IS NULL;
+        CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status IN ('created', 'temporary-failure');
+        CREATE INDEX deliveries_target ON deliveries(target, created_at);
+        CREATE TABLE delivery_attempts (
+          delivery_id TEXT NOT NULL REFERENCES deliveries(id),
+          number INTEGER NOT NULL,
+          at INTEGER NOT NULL,
+          http_status INTEGER,
+          error TEXT NOT NULL,
+          duration_ms INTEGER NOT NULL,
+          PRIMARY KEY (delivery_id, number)
+        );
+        """)
+    }
     return m
   }
 }

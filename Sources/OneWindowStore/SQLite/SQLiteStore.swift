@@ -15,6 +15,7 @@ public final class SQLiteStore: Store {
   public let certificates: any CertificateStore
   public let evaluations: any EvaluationStore
   public let audit: any AuditStore
+  public let notifications: any NotificationStore
 
   /// Opens (creating if needed) and migrates the database at `path`.
   public init(path: String) throws {
@@ -37,6 +38,7 @@ public final class SQLiteStore: Store {
     certificates = SQLiteCertificateStore(pool: pool)
     evaluations = SQLiteEvaluationStore(pool: pool)
     audit = SQLiteAuditStore(pool: pool)
+    notifications = SQLiteNotificationStore(pool: pool)
   }
 
   /// Opens `onewindow.sqlite` inside `directory`, creating the directory (mode 0700) if needed.
