@@ -71,6 +71,9 @@ public protocol CaseStore: Sendable {
     async throws -> CaseQueuePage
   /// Cases pending acceptance received on or before `day` (deemed-acceptance candidates).
   func pendingAcceptance(receivedOnOrBefore day: CivilDate) async throws -> [CaseRecord]
+  /// Cases with a running deadline from `from` to `until` (inclusive), earliest first, without
+  /// their history (deadline reminders).
+  func casesDue(from: CivilDate, until: CivilDate, limit: Int) async throws -> [CaseRecord]
 }
 
 public enum QueueSelection: Sendable {

@@ -85,6 +85,18 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Largest material upload in MiB. [env: ONEWINDOW_MAX_MATERIAL_MIB] (default: 20)")
   var maxMaterialMib: Int?
 
+  @Flag(help: "Development only: accept http:// webhook URLs to a loopback address (production endpoints must be https). [env: ONEWINDOW_ALLOW_LOOPBACK_WEBHOOKS=1]")
+  var allowLoopbackWebhooks = false
+
+  @Option(help: "Messages kept per inbox before the oldest read ones are pruned. [env: ONEWINDOW_INBOX_CAP] (default: 10000)")
+  var inboxCap: Int?
+
+  @Option(help: "Seconds between heartbeats on idle inbox streams. [env: ONEWINDOW_INBOX_HEARTBEAT_SECONDS] (default: 15)")
+  var inboxHeartbeatSeconds: Int?
+
+  @Option(help: "Attempts per webhook delivery before it is dead-lettered. [env: ONEWINDOW_WEBHOOK_MAX_ATTEMPTS] (default: 6)")
+  var webhookMaxAttempts: Int?
+
   @Flag(help: "Load the demo catalog and demo accounts into an empty database and print their passwords.")
   var demo = false
 
@@ -118,6 +130,20 @@ struct Serve: AsyncParsableCommand {
     if let mib = maxMaterialMib ?? Environment.value("ONEWINDOW_MAX_MATERIAL_MIB").flatMap(Int.init) {
       guard (1...1024).contains(mib) else { throw ValidationError("--max-material-mib must be 1–1024") }
       config.cases.maxMaterialBytes = Int64(mib) * 1024 * 1024
+    }
+    config.notifications.allowLoopbackHTTPWebhooks =
+      allowLoopbackWebhooks || Environment.value("ONEWINDOW_ALLOW_LOOPBACK_WEBHOOKS") == "1"
+    if let cap = inboxCap ?? Environment.value("ONEWINDOW_INBOX_CAP").flatMap(Int.init) {
+      guard (100...1_000_000).contains(cap) else { throw ValidationError("--inbox-cap must be 100–1000000") }
+      config.notifications.inboxCap = cap
+    }
+    if let seconds = inboxHeartbeatSeconds ?? Environment.value("ONEWINDOW_INBOX_HEARTBEAT_SECONDS").flatMap(Int.init) {
+      guard (1...300).contains(seconds) else { throw ValidationError("--inbox-heartbeat-seconds must be 1–300") }
+      config.notifications.heartbeat = .seconds(seconds)
+    }
+    if let attempts = webhookMaxAttempts ?? Environment.value("ONEWINDOW_WEBHOOK_MAX_ATTEMPTS").flatMap(Int.init) {
+      guard (1...20).contains(attempts) else { throw ValidationError("--webhook-max-attempts must be 1–20") }
+      config.notifications.retry.maxAttempts = attempts
     }
     do { try config.validate() } catch { throw ValidationError(error.description) }
 

@@ -61,6 +61,8 @@ struct ScenarioReport: Codable, Sendable {
   var drainTimedOut: Bool
   /// Calls whose result broke a protocol promise, in any period (warmup included); any fails the run.
   var failedChecks: Int
+  /// Figures measured beside the calls (notify scenarios: publish → arrival); nil for most.
+  var extra: ExtraFigures?
 
   init(_ result: LoadResult, pingQPS: Double?) {
     scenario = result.name
@@ -98,6 +100,7 @@ struct SummaryRow: Codable, Sendable {
   var p50Ms: Double
   var p99Ms: Double
   var ratioToPing: Double?
+  var extra: ExtraFigures? = nil
 
   /// Median of each figure across runs (each taken separately).
   static func medians(of runs: [RunReport]) -> [SummaryRow] {
@@ -116,7 +119,8 @@ struct SummaryRow: Codable, Sendable {
         itemsPerSecondByCallTime: callTimeRates.isEmpty ? nil : median(callTimeRates),
         p50Ms: median(rows.map(\.p50Ms)),
         p99Ms: median(rows.map(\.p99Ms)),
-        ratioToPing: ratios.isEmpty ? nil : median(ratios))
+        ratioToPing: ratios.isEmpty ? nil : median(ratios),
+        extra: ExtraFigures.medians(rows.compactMap(\.extra)))
     }
   }
 }
@@ -175,6 +179,7 @@ enum Targets {
         target: "\(scenario) ≥ \(Int(minimum)) \(items.unit)/s", value: fixed(rate, 0) + " \(items.unit)/s",
         met: rate >= minimum))
     }
+    checks += NotifyTargets.check(rows)
     itemsCheck("sync-push", 20_000)
     itemsCheck("sync-pull", 100_000)
     if let row = rows.first(where: { $0.scenario == "sync-watch" }) {
@@ -207,6 +212,7 @@ enum TextReport {
     for r in run.scenarios {
       if let items = r.items { out += perCall(r.scenario, items, p50Ms: r.p50Ms, byCallTime: r.itemsPerSecondByCallTime) }
     }
+    for r in run.scenarios { if let e = r.extra { out += extra(r.scenario, e) } }
     for r in run.scenarios where r.errors > 0 {
       let codes = r.errorsByCode.sorted { $0.value > $1.value }.map { "\($0.key) × \($0.value)" }
       out += "  errors in \(r.scenario): \(codes.joined(separator: ", "))\n"
@@ -233,6 +239,7 @@ enum TextReport {
     for r in rows {
       if let items = r.items { out += perCall(r.scenario, items, p50Ms: r.p50Ms, byCallTime: r.itemsPerSecondByCallTime) }
     }
+    for r in rows { if let e = r.extra { out += extra(r.scenario, e, medians: true) } }
     return out
   }
 

@@ -6,8 +6,14 @@ import OneWindowClientPosix
 /// The scenarios owbench knows. Adding one: a name and a setup that returns the call
 /// (`PreparedScenario`). The sync scenarios are in SyncScenarios.swift.
 enum Scenarios {
-  static let all: [Scenario] = [ping, catalogGet, catalogSearch, login, syncPush, syncPull, syncWatch, caseSubmit, caseTrack]
+  static let all: [Scenario] = [
+    ping, catalogGet, catalogSearch, login, syncPush, syncPull, syncWatch, caseSubmit, caseTrack,
+    notifyDirect, notifyBroadcast, notifyBroadcast1k, notifyBroadcast10k,
+  ]
   static var names: [String] { all.map(\.name) }
+  /// Without --scenarios: all but the notification ones (NotifyScenarios.swift), which publish
+  /// as an administrator and open up to 10 000 streams.
+  static var defaultNames: [String] { names.filter { !NotifyBench.names.contains($0) } }
 
   static func named(_ name: String) -> Scenario? { all.first { $0.name == name } }
 

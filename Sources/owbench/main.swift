@@ -20,6 +20,13 @@ struct OWBench: AsyncParsableCommand {
       --sync-pull-concurrency at a time. sync-watch: a call pushes one record and waits until another device's \
       Watch stream delivers it (latency is push to arrival; 5 s at most). A failed check (a mutation not \
       applied, a short sync, a record that never arrives) makes owbench exit with status 1.
+
+      Notifications (run only when named in --scenarios; they publish as an administrator: --admin-password, \
+      or --spawn, which creates one): notify-direct publishes to --direct-subscribers accounts, each with a live \
+      Subscribe stream (QPS is publishes/s; publish → arrival is reported beside the table; every message must \
+      arrive). notify-broadcast-1k / -10k (and notify-broadcast with --subscribers) open that many live streams \
+      over --notify-accounts accounts, then publish one topic message every 500 ms (a call is a round; its \
+      latency is publish → the last stream; every stream must get each message exactly once).
       """)
 
   @Option(help: "Server address host:port. [env: OWBENCH_SERVER] (default: 127.0.0.1:50051)")
@@ -38,7 +45,7 @@ struct OWBench: AsyncParsableCommand {
   var connections = 4
 
   @Option(help: "Comma-separated scenarios to run, in order.")
-  var scenarios = Scenarios.names.joined(separator: ",")
+  var scenarios = Scenarios.defaultNames.joined(separator: ",")
 
   @Option(help: "PID of the server, to report its resident memory (Linux /proc).")
   var serverPid: Int32?
@@ -58,6 +65,21 @@ struct OWBench: AsyncParsableCommand {
   @Flag(help: "Print the results as JSON instead of tables.")
   var json = false
 
+  @Option(help: "notify-*: the administrator who publishes (ignored with --spawn, which creates its own).")
+  var adminUser = "admin"
+
+  @Option(help: "notify-*: that administrator's password. [env: OWBENCH_ADMIN_PASSWORD]")
+  var adminPassword: String?
+
+  @Option(help: "notify-direct: subscriber accounts, one live stream each (citizens while registration allows, then caseworkers).")
+  var directSubscribers = 10
+
+  @Option(help: "notify-broadcast: live subscriber streams (notify-broadcast-1k and -10k fix it at 1000 and 10000).")
+  var subscribers = 1000
+
+  @Option(help: "notify-broadcast*: accounts the streams are spread over (caseworkers made by the administrator; each stream of an account gets every topic message).")
+  var notifyAccounts = 200
+
   func validate() throws {
     guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
     guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
@@ -65,6 +87,9 @@ struct OWBench: AsyncParsableCommand {
     guard warmup >= 0, warmup <= 3_600 else { throw ValidationError("--warmup must be between 0 and 3600 seconds") }
     guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
     guard syncPullConcurrency >= 1 else { throw ValidationError("--sync-pull-concurrency must be at least 1") }
+    guard directSubscribers >= 1 else { throw ValidationError("--direct-subscribers must be at least 1") }
+    guard subscribers >= 1 else { throw ValidationError("--subscribers must be at least 1") }
+    guard notifyAccounts >= 1 else { throw ValidationError("--notify-accounts must be at least 1") }
     _ = try selectedScenarios()
     if spawn != nil, server != nil || serverPid != nil {
       throw ValidationError("--spawn starts its own server: don't combine it with --server or --server-pid")
@@ -89,7 +114,7 @@ struct OWBench: AsyncParsableCommand {
         concurrency: concurrency, warmup: .milliseconds(Int64(warmup * 1000)),
         duration: .milliseconds(Int64(duration * 1000))),
       runs: runs, scenarios: try selectedScenarios(), gzip: gzip,
-      concurrencyOverrides: [Scenarios.syncPull.name: syncPullConcurrency])
+      concurrencyOverrides: NotifyBench.concurrencyOverrides.merging([Scenarios.syncPull.name: syncPullConcurrency]) { $1 })
 
     var spawned: SpawnedServer?
     if let spawn {
@@ -98,6 +123,23 @@ struct OWBench: AsyncParsableCommand {
     }
     let address = spawned?.address ?? server ?? ProcessInfo.processInfo.environment["OWBENCH_SERVER"] ?? "127.0.0.1:50051"
     let pid = spawned?.pid ?? serverPid
+    NotifyBench.configure {
+      $0.address = address
+      $0.gzip = gzip
+      $0.adminLogin = adminUser
+      $0.adminPassword = adminPassword ?? ProcessInfo.processInfo.environment["OWBENCH_ADMIN_PASSWORD"]
+      $0.directSubscribers = directSubscribers
+      $0.broadcastSubscribers = subscribers
+      $0.broadcastAccounts = notifyAccounts
+    }
+    if let spawn, let spawned, NotifyBench.uses(settings.scenarios) {
+      do {
+        try await NotifyBench.provisionAdmin(executable: spawn, dataDirectory: spawned.dataDirectory)
+      } catch {
+        await spawned.stop()
+        throw error
+      }
+    }
 
     let report: BenchReport
     do {
@@ -223,12 +265,24 @@ struct Bench: Sendable {
     for index in 1...settings.runs {
       let sampler = pid.map { RSSSampler(pid: $0) }
       var results: [LoadResult] = []
+      var extras: [String: ExtraFigures] = [:]
       for (name, scenario) in prepared {
         let label = settings.runs > 1 ? "run \(index)/\(settings.runs) \(name)" : name
         let load = settings.load(for: name)
         progress("\(label): \(trimmed(load.warmup.seconds)) s warmup + \(trimmed(load.duration.seconds)) s …")
+        let hooks = ScenarioHooks.named(name)
+        do {
+          try await hooks?.beforeRun(load)
+        } catch {
+          for (_, ready) in prepared { await ready.teardown() }
+          throw BenchError("\(label): \(error)")
+        }
         var result = await runLoad(name: name, call: scenario.call, clients: clients, settings: load)
         result.items = scenario.items
+        if let extra = await hooks?.afterRun() {
+          result.failedChecks += extra.failedChecks
+          extras[name] = extra
+        }
         let rate = result.items.map { ", \(fixed(result.qps * Double($0.perCall), 0)) \($0.unit)/s" } ?? ""
         progress("\(label): \(fixed(result.qps, 1)) QPS\(rate), \(result.errorCount) errors")
         results.append(result)
@@ -236,7 +290,13 @@ struct Bench: Sendable {
       let peak = await sampler?.finish()
       let pingQPS = results.first { $0.name == Scenarios.ping.name }?.qps
       runs.append(RunReport(
-        run: index, scenarios: results.map { ScenarioReport($0, pingQPS: pingQPS) },
+        run: index,
+        scenarios: results.map { result in
+          var report = ScenarioReport(result, pingQPS: pingQPS)
+          report.extra = extras[result.name]
+          if report.extra?.comparableToPing == false { report.ratioToPing = nil }
+          return report
+        },
         peakRSSSampledBytes: peak.flatMap { $0 > 0 ? $0 : nil }))
     }
     for (_, scenario) in prepared { await scenario.teardown() }

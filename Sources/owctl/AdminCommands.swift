@@ -10,6 +10,7 @@ struct AdminCommand: AsyncParsableCommand {
     abstract: "Administrator commands (log in as an administrator first).",
     subcommands: [
       AdminCatalogCommand.self, AdminDepartmentCommand.self, AdminUserCommand.self, Verify.self, Account.self,
+      AdminNotifyCommand.self, AdminTemplatesCommand.self, AdminTopicsCommand.self, AdminWebhooksCommand.self,
     ])
 
   struct Verify: OwctlCommand {

@@ -31,6 +31,10 @@ struct Owctl: AsyncParsableCommand {
       RateCommand.self,
       RectifyCommand.self,
       AuditCommand.self,
+      InboxCommand.self,
+      WatchCommand.self,
+      ReadCommand.self,
+      TopicsCommand.self,
       AdminCommand.self,
     ]
   )

@@ -156,3 +156,82 @@ import Testing
     #expect(InboxRules.prune(entries, cap: 1) == [2, 3, 4, 5])
   }
 }
+
+@Suite struct StreamCursorTests {
+  @Test func aFreshStreamCountsFirstDeliveries() {
+    let cursor = StreamCursor().beginningStream()
+    #expect(cursor.rounds == 0)
+    #expect(cursor.deliveryCount(of: 1) == 1)
+  }
+
+  @Test func unacknowledgedSentMessagesCountAsRedeliveries() {
+    // Sent up to 6, acknowledged up to 4: the next stream re-sends 5 and 6 as second deliveries.
+    let next = StreamCursor(acked: 4, sent: 6, rounds: 0).beginningStream()
+    #expect(next.rounds == 1)
+    #expect(next.deliveryCount(of: 5) == 2)
+    #expect(next.deliveryCount(of: 6) == 2)
+    #expect(next.deliveryCount(of: 7) == 1)
+    #expect(next.beginningStream().deliveryCount(of: 5) == 3)
+  }
+
+  @Test func acknowledgementsAreMonotonicAndResetRoundsWhenTheyCatchUp() {
+    let cursor = StreamCursor(acked: 4, sent: 6, rounds: 2)
+    #expect(cursor.acknowledging(3).acked == 4)
+    #expect(cursor.acknowledging(5).rounds == 2)
+    let caughtUp = cursor.acknowledging(6)
+    #expect(caughtUp.acked == 6 && caughtUp.rounds == 0)
+    #expect(cursor.acknowledging(9).sent == 9)
+  }
+}
+
+@Suite struct AudienceRuleTests {
+  @Test func regionsComeFromTheIDNumberOrTheCreditCode() {
+    #expect(Segment.regionCode(idNumber: "31010419900307001X", creditCode: nil) == "310104")
+    #expect(Segment.regionCode(idNumber: nil, creditCode: "91310115MA1K4XXXX1") == "310115")
+    #expect(Segment.regionCode(idNumber: nil, creditCode: nil) == nil)
+  }
+
+  @Test func aSegmentNeedsAFieldAndAWellFormedRegion() throws {
+    #expect(throws: ValidationError.self) { try Segment().validated() }
+    #expect(throws: ValidationError.self) { try Segment(region: "3101x").validated() }
+    #expect(throws: ValidationError.self) { try Segment(region: "310").validated() }
+    #expect(try Segment(role: .citizen, region: "31").validated().region == "31")
+  }
+
+  @Test func dataKeysAndSizesAreChecked() throws {
+    try MessageContent.validateData(["case_id": "01J", "tracking_code": "7K3M"])
+    #expect(throws: ValidationError.self) { try MessageContent.validateData(["Bad-Key": "x"]) }
+    #expect(throws: ValidationError.self) { try MessageContent.validateData(["k": String(repeating: "x", count: 501)]) }
+    #expect(throws: ValidationError.self) {
+      try MessageContent.validateData(Dictionary(uniqueKeysWithValues: (0..<21).map { ("k\($0)", "v") }))
+    }
+  }
+
+  @Test func topicCodesFollowTemplateNames() throws {
+    #expect(try TopicInfo.validateCode("district.310104") == "district.310104")
+    #expect(throws: ValidationError.self) { try TopicInfo.validateCode("District 1") }
+    #expect(throws: ValidationError.self) { try TopicInfo.validateCode("x") }
+  }
+}
+
+@Suite struct WebhookEventTests {
+  @Test func theEnvelopeIsCanonicalJSONWithSortedKeys() throws {
+    let at = Date(timeIntervalSince1970: 1_795_000_000)
+    let a = WebhookEvent.make(id: "evt_1", type: WebhookEvent.caseTransition, createdAt: at, data: ["state": "accepted", "case_id": "c/1"])
+    let b = WebhookEvent.make(id: "evt_1", type: WebhookEvent.caseTransition, createdAt: at, data: ["case_id": "c/1", "state": "accepted"])
+    #expect(a.body == b.body)
+    let text = String(decoding: a.body, as: UTF8.self)
+    #expect(text.hasPrefix(#"{"created_at":"2026-11-18T"#))
+    #expect(text.contains(#""data":{"case_id":"c/1","state":"accepted"},"id":"evt_1","type":"case.transition"}"#))
+  }
+
+  @Test func aReceiverVerifiesTheSignatureOverTheExactBody() throws {
+    let event = WebhookEvent.make(id: "evt_2", type: WebhookEvent.notificationPublished, createdAt: Date(), data: [:])
+    let now = Date()
+    let header = WebhookSignature.sign(body: event.body, secrets: ["whsec_test"], timestamp: Int64(now.timeIntervalSince1970))
+    try WebhookSignature.verify(header: header, body: event.body, secret: "whsec_test", now: now)
+    #expect(throws: WebhookSignature.Failure.noMatchingSignature) {
+      try WebhookSignature.verify(header: header, body: event.body + [0x20], secret: "whsec_test", now: now)
+    }
+  }
+}

@@ -87,3 +87,26 @@ import Testing
     }
   }
 }
+
+/// Stream cursors under any interleaving of streams, sends and acknowledgements.
+@Suite struct StreamCursorPropertyTests {
+  @Test func acknowledgementsNeverMoveBackAndNeverPassWhatWasSent() async {
+    await propertyCheck(input: Gen.int(in: 0...2).array(of: 1...60), Gen.int(in: 0...50).array(of: 60)) { ops, values in
+      var cursor = StreamCursor()
+      var highestAck: Int64 = 0
+      for (i, op) in ops.enumerated() {
+        let v = Int64(values[i % values.count])
+        switch op {
+        case 0: cursor = cursor.beginningStream()
+        case 1: cursor.sent = max(cursor.sent, v)
+        default: cursor = cursor.acknowledging(v)
+        }
+        #expect(cursor.acked >= highestAck)
+        #expect(cursor.sent >= cursor.acked)
+        #expect(cursor.rounds >= 0)
+        if cursor.acked >= cursor.sent { #expect(cursor.deliveryCount(of: cursor.sent + 1) == 1) }
+        highestAck = cursor.acked
+      }
+    }
+  }
+}

@@ -58,6 +58,23 @@ final class ServerProcess: @unchecked Sendable {
     throw RPCError(code: .unavailable, message: "onewindow did not start serving within 30 s")
   }
 
+  /// Creates an administrator offline (`onewindow admin create-user`), as an operator would
+  /// before the first start.
+  func createAdmin(username: String, password: String) throws {
+    guard let binary = Self.binary else { throw RPCError(code: .failedPrecondition, message: "onewindow binary not found") }
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.arguments = ["admin", "create-user", "--data-dir", dataDirectory, "--role", "admin", "--username", username, "--password-stdin"]
+    let input = Pipe()
+    process.standardInput = input
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    input.fileHandleForWriting.write(Data((password + "\n").utf8))
+    try input.fileHandleForWriting.close()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else { throw RPCError(code: .internalError, message: "admin create-user failed") }
+  }
+
   /// Kills the server without letting it finish anything (no graceful shutdown, no checkpoint).
   func crash() {
     guard let process else { return }

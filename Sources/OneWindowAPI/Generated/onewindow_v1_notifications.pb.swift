@@ -350,8 +350,9 @@ public nonisolated struct Onewindow_V1_SubscribeRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Resume after this inbox seq (the last one the device processed). Unset or lower than the
-  /// account's acknowledged cursor: from the acknowledged cursor.
+  /// Resume after this inbox seq (the last one the device processed); like Matrix's `since`, it
+  /// also acknowledges everything up to it (a position past the inbox's head counts as the
+  /// head). Unset or lower than the account's acknowledged cursor: from the acknowledged cursor.
   public var afterSeq: Int64 {
     get {_afterSeq ?? 0}
     set {_afterSeq = newValue}

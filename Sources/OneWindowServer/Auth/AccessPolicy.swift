@@ -26,6 +26,8 @@ public enum AccessPolicy {
   typealias Certificates = Onewindow_V1_CertificateService.Method
   typealias Evaluations = Onewindow_V1_EvaluationService.Method
   typealias Audit = Onewindow_V1_AuditService.Method
+  typealias Inbox = Onewindow_V1_InboxService.Method
+  typealias Notify = Onewindow_V1_NotifyService.Method
   static let applicants: Access = .roles([.citizen, .enterprise])
   static let staff: Access = .roles([.caseworker, .admin])
 
@@ -93,6 +95,30 @@ public enum AccessPolicy {
       Evaluations.GetEvaluationStats.descriptor: .public,
       Audit.VerifyAuditChain.descriptor: admin,
       Audit.ListAuditEntries.descriptor: admin,
+
+      // Every inbox RPC acts on the caller's own account only.
+      Inbox.Subscribe.descriptor: .authenticated,
+      Inbox.Ack.descriptor: .authenticated,
+      Inbox.ListInbox.descriptor: .authenticated,
+      Inbox.MarkRead.descriptor: .authenticated,
+      Inbox.DeleteMessages.descriptor: .authenticated,
+      Inbox.ListTopics.descriptor: .authenticated,
+      Inbox.SubscribeTopic.descriptor: .authenticated,
+      Inbox.UnsubscribeTopic.descriptor: .authenticated,
+      Inbox.ListTopicMessages.descriptor: .authenticated,
+      Notify.Publish.descriptor: admin,
+      Notify.CancelPublication.descriptor: admin,
+      Notify.GetPublication.descriptor: admin,
+      Notify.ListPublications.descriptor: admin,
+      Notify.PutTemplate.descriptor: admin,
+      Notify.ListTemplates.descriptor: admin,
+      Notify.GetTemplate.descriptor: admin,
+      Notify.CreateTopic.descriptor: admin,
+      Notify.AddWebhook.descriptor: admin,
+      Notify.ListWebhooks.descriptor: admin,
+      Notify.SetWebhookEnabled.descriptor: admin,
+      Notify.ListDeliveries.descriptor: admin,
+      Notify.ReplayDelivery.descriptor: admin,
     ]
     return Dictionary(uniqueKeysWithValues: t.map { ($0.key.fullyQualifiedMethod, $0.value) })
   }()

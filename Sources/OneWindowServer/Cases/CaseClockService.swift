@@ -13,6 +13,8 @@ public struct CaseClockService: Service {
   let clock: any WallClock
   let logger: Logger
   var interval: Duration
+  /// Called after a case change commits (wakes the case notifications).
+  var caseChanged: @Sendable () -> Void = {}
 
   public func run() async throws {
     await cancelWhenGracefulShutdown {
@@ -59,6 +61,7 @@ public struct CaseClockService: Service {
         ])
       }
     }
+    if accepted > 0 { caseChanged() }
     if accepted > 0 { logger.info("cases deemed accepted", metadata: ["count": "\(accepted)"]) }
     return accepted
   }

@@ -16,6 +16,8 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
   let trackLimiter: PeerLimiter
   let clock: any WallClock
   let logger: Logger
+  /// Called after a case change commits (wakes the case notifications).
+  var caseChanged: @Sendable () -> Void = {}
 
   var calendar: WorkingCalendar { settings.calendar }
 
@@ -78,6 +80,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
         record: record, idempotencyKey: key, draftVersion: draft.version,
         audit: AuditEvent(p, action: "case.submit", targetType: "case", targetID: id, subjectID: p.accountID)),
       now: now, calendar: calendar)
+    caseChanged()
     guard stored.id == id else { return try replay(stored, draftID: request.draftID, now) }
     logger.info("case submitted", metadata: ["case": "\(id)", "item": "\(item.spec.code)"])
     return view(stored, .applicant, now)
@@ -190,6 +193,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
           effects: CaseEffects(
             audit: audit, certificate: certificate, revokedCertificate: superseded, today: CivilDate(now), calendar: calendar),
           now: now)
+        caseChanged()
         return view(stored, involvement, now)
       } catch StoreError.versionConflict(let current) where request.expectedVersion == 0 && attempt < 3 {
         logger.debug("case changed concurrently; re-reading", metadata: ["case": "\(record.id)", "version": "\(current)"])

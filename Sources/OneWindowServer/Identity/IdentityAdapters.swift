@@ -9,25 +9,38 @@ public protocol LoginCodeSender: Sendable {
   func send(code: String, to phone: PhoneNumber) async throws
 }
 
-/// Development sender: queues the message in the outbox table (where tests and `owctl` demos
-/// read it) and writes it to the server log with the phone masked. Never use it in production:
-/// the code itself is logged so a developer can log in.
+/// Development sender: renders the `login.code` template (administrators may reword it) and
+/// queues the message in the outbox table (where tests and `owctl` demos read it), writing it to
+/// the server log with the phone masked. Never use it in production: the code itself is logged
+/// so a developer can log in. A real SMS gateway is another `LoginCodeSender`.
 public struct DevelopmentCodeSender: LoginCodeSender {
   let outbox: any OutboxStore
+  let templates: any NotificationStore
   let clock: any WallClock
   let logger: Logger
 
-  public init(outbox: any OutboxStore, clock: any WallClock, logger: Logger) {
+  public init(outbox: any OutboxStore, templates: any NotificationStore, clock: any WallClock, logger: Logger) {
     self.outbox = outbox
+    self.templates = templates
     self.clock = clock
     self.logger = logger
   }
 
   public func send(code: String, to phone: PhoneNumber) async throws {
-    try await outbox.append(
-      channel: "sms", recipient: phone.value, body: "【一网通办】您的登录验证码是 \(code)，5 分钟内有效。请勿泄露给他人。",
-      now: clock.now())
+    try await outbox.append(channel: "sms", recipient: phone.value, body: try await Self.message(code: code, templates: templates), now: clock.now())
     logger.notice("development SMS outbox: login code queued", metadata: ["phone": "\(phone.masked)", "code": "\(code)"])
+  }
+
+  /// The login-code text from the stored template, or the built-in one if it cannot be used.
+  static func message(code: String, templates: any NotificationStore) async throws -> String {
+    if let stored = try await templates.template(name: SystemTemplates.loginCode, version: nil),
+       let text = try? stored.template.render(["code": code]) {
+      return text.body
+    }
+    let builtIn = SystemTemplates.builtIn(SystemTemplates.loginCode)
+    let template = try MessageTemplate(
+      name: SystemTemplates.loginCode, version: 1, title: builtIn?.title ?? "登录验证码", body: builtIn?.body ?? "((code))")
+    return try template.render(["code": code]).body
   }
 }
 

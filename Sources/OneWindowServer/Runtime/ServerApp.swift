@@ -20,6 +20,11 @@ public final class ServerApp: Sendable {
   let streams = StreamShutdown()
   /// The deemed-acceptance job (also run by tests with a manual clock).
   public let caseClock: CaseClockService
+  /// Background notification work, public so tests can drive it with a manual clock.
+  public let caseEvents: CaseEventNotifier
+  public let notificationScheduler: NotificationScheduler
+  public let deliveries: DeliveryDispatcher
+  let hub: NotificationHub
 
   /// Builds the server and loads the published catalog. Does not start listening.
   public static func make(
@@ -31,9 +36,10 @@ public final class ServerApp: Sendable {
     try await published.reload()
     let syncPublisher = CatalogSyncPublisher(published: published, store: store.sync, clock: clock, logger: logger)
     try await syncPublisher.refresh()
+    try await store.notifications.seedTemplates(SystemTemplates.all, now: clock.now())
     return try ServerApp(
       config: config, store: store, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger,
-      codeSender: codeSender ?? DevelopmentCodeSender(outbox: store.outbox, clock: clock, logger: logger),
+      codeSender: codeSender ?? DevelopmentCodeSender(outbox: store.outbox, templates: store.notifications, clock: clock, logger: logger),
       registry: registry)
   }
 
@@ -54,9 +60,29 @@ public final class ServerApp: Sendable {
     let issuer = try IssuerKeys.loadOrCreate(directory: config.dataDirectory)
     let trackLimiter = PeerLimiter(
       limit: config.cases.trackFailureLimit, window: config.cases.trackFailureWindow, what: "failed progress queries")
+    let secrets = try SecretBox.loadOrCreate(directory: config.dataDirectory)
+    let hub = NotificationHub()
+    self.hub = hub
+    let webhookChannel = WebhookChannel(
+      store: store.notifications, secrets: secrets, timeout: config.notifications.webhookTimeout, clock: clock, logger: logger)
+    deliveries = DeliveryDispatcher(
+      store: store.notifications, channels: [webhookChannel], policy: config.notifications.retry, clock: clock, logger: logger)
+    let scheduled = WakeSignal()
+    let publisher = NotificationPublisher(
+      store: store.notifications, hub: hub, limits: config.notifications.inboxLimits,
+      deliveriesQueued: { [deliveries] in deliveries.kick() }, scheduled: { scheduled.kick() })
+    caseEvents = CaseEventNotifier(store: store.notifications, publisher: publisher, clock: clock, logger: logger)
+    notificationScheduler = NotificationScheduler(
+      store: store, publisher: publisher,
+      reminders: DeadlineReminders(cases: store.cases, publisher: publisher, calendar: config.cases.calendar, logger: logger),
+      clock: clock, logger: logger, interval: config.notifications.schedulerInterval, wake: scheduled)
+    let inbox = InboxService(
+      store: store, hub: hub, settings: config.notifications, clock: clock, shutdown: streams, logger: logger)
+    let notify = NotifyService(
+      store: store, publisher: publisher, secrets: secrets, settings: config.notifications, clock: clock, logger: logger)
     let cases = CaseService(
       store: store, published: published, issuer: issuer, settings: config.cases, trackLimiter: trackLimiter, clock: clock,
-      logger: logger)
+      logger: logger, caseChanged: { [caseEvents] in caseEvents.kick() })
     let materials = MaterialService(
       store: store, vault: try MaterialVault(dataDirectory: config.dataDirectory), settings: config.cases, clock: clock,
       logger: logger)
@@ -64,7 +90,8 @@ public final class ServerApp: Sendable {
     let evaluations = EvaluationService(store: store, published: published, settings: config.cases, clock: clock, logger: logger)
     let audit = AuditService(store: store)
     caseClock = CaseClockService(
-      store: store, calendar: config.cases.calendar, clock: clock, logger: logger, interval: config.cases.clockInterval)
+      store: store, calendar: config.cases.calendar, clock: clock, logger: logger, interval: config.cases.clockInterval,
+      caseChanged: { [caseEvents] in caseEvents.kick() })
     let health = HealthService(services: [
       Onewindow_V1_IdentityService.descriptor.fullyQualifiedService,
       Onewindow_V1_CatalogService.descriptor.fullyQualifiedService,
@@ -74,6 +101,8 @@ public final class ServerApp: Sendable {
       Onewindow_V1_CertificateService.descriptor.fullyQualifiedService,
       Onewindow_V1_EvaluationService.descriptor.fullyQualifiedService,
       Onewindow_V1_AuditService.descriptor.fullyQualifiedService,
+      Onewindow_V1_InboxService.descriptor.fullyQualifiedService,
+      Onewindow_V1_NotifyService.descriptor.fullyQualifiedService,
     ])
     self.health = health
     transport = HTTP2ServerTransport.Posix(
@@ -88,7 +117,7 @@ public final class ServerApp: Sendable {
       })
     server = GRPCServer(
       transport: transport,
-      services: [health, identity, catalog, sync, cases, materials, certificates, evaluations, audit],
+      services: [health, identity, catalog, sync, cases, materials, certificates, evaluations, audit, inbox, notify],
       interceptors: [StatusInterceptor(logger: logger), AuthInterceptor(identity: store.identity, clock: clock)])
   }
 
@@ -130,6 +159,9 @@ public final class ServerApp: Sendable {
         GRPCServerService(app: self),
         HousekeepingService(store: store, retention: config.sync.retention, clock: clock, logger: logger),
         caseClock,
+        caseEvents,
+        notificationScheduler,
+        deliveries,
       ],
       gracefulShutdownSignals: [.sigterm, .sigint],
       logger: logger)

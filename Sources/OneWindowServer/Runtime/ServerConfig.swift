@@ -16,6 +16,7 @@ public struct ServerConfig: Sendable {
   public var logLevel: Logger.Level = .info
   public var sync = SyncSettings()
   public var cases = CaseSettings()
+  public var notifications = NotificationSettings()
 
   public init() {}
 

@@ -171,6 +171,16 @@ final class SQLiteCaseStore: CaseStore {
     }
   }
 
+  func casesDue(from: CivilDate, until: CivilDate, limit: Int) async throws -> [CaseRecord] {
+    let waiting = Self.awaitingDepartment.map { "'\($0.rawValue)'" }.joined(separator: ", ")
+    return try await pool.read { db in
+      try Self.records(
+        db, sql: "state IN (\(waiting)) AND due_day >= ? AND due_day <= ? ORDER BY due_day, id LIMIT ?",
+        [from.dayNumber, until.dayNumber, limit],
+        withHistory: false)
+    }
+  }
+
   // MARK: - Rows
 
   static let encoder: JSONEncoder = {
@@ -228,7 +238,8 @@ final class SQLiteCaseStore: CaseStore {
       let payload: [String: String] = [
         "case_id": r.id, "tracking_code": r.trackingCode, "applicant_id": r.applicantID, "item_code": r.item.code,
         "event": entry.event.rawValue, "state": entry.state.rawValue, "department": r.handlingDepartment,
-        "missing_items": entry.missingItems.joined(separator: "\n"),
+        "missing_items": entry.missingItems.joined(separator: "\n"), "item_name": r.item.name, "reason": entry.reason,
+        "certificate_number": r.certificateNumber ?? "", "at": String(SQLTime.ms(entry.at)),
       ]
       try db.execute(
         sql: "INSERT INTO event_outbox (topic, aggregate_id, payload, created_at) VALUES ('case.transition', ?, ?, ?)",

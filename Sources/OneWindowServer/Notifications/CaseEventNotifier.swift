@@ -1,0 +1,123 @@
+import Foundation
+import Logging
+import OneWindowCore
+import OneWindowStore
+import ServiceLifecycle
+
+/// Turns case transitions into notifications: reads the transactional outbox the cases store
+/// writes in the same transaction as each transition, renders the applicant's message from the
+/// system templates, queues `case.transition` webhooks, and marks the events consumed — all in
+/// one transaction, so each event becomes exactly one message even across crashes.
+///
+/// Case writes wake it at once; a timed pass catches anything a wake-up missed.
+public final class CaseEventNotifier: Service, Sendable {
+  let store: any NotificationStore
+  let publisher: NotificationPublisher
+  let clock: any WallClock
+  let logger: Logger
+  let interval: Duration
+  let wake = WakeSignal()
+
+  static let batchSize = 200
+
+  init(store: any NotificationStore, publisher: NotificationPublisher, clock: any WallClock, logger: Logger, interval: Duration = .seconds(5)) {
+    self.store = store
+    self.publisher = publisher
+    self.clock = clock
+    self.logger = logger
+    self.interval = interval
+  }
+
+  /// Called after a case transition commits.
+  func kick() { wake.kick() }
+
+  public func run() async throws {
+    await cancelWhenGracefulShutdown {
+      while !Task.isCancelled {
+        do {
+          while try await self.runOnce() == Self.batchSize {}
+        } catch is CancellationError {
+          return
+        } catch {
+          self.logger.error("case notifications failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+        }
+        await self.wake.wait(upTo: self.interval)
+      }
+    }
+  }
+
+  /// One batch; returns how many events were consumed.
+  @discardableResult
+  public func runOnce() async throws -> Int {
+    let events = try await store.pendingEvents(topic: "case.transition", limit: Self.batchSize)
+    guard !events.isEmpty else { return 0 }
+    let now = clock.now()
+    var templates: [String: StoredTemplate] = [:]
+    var publications: [NewPublication] = []
+    var webhooks: [WebhookEvent] = []
+    for event in events {
+      let p = event.payload
+      webhooks.append(WebhookEvent.make(
+        id: "evt_case_\(event.id)", type: WebhookEvent.caseTransition, createdAt: event.createdAt,
+        data: p.filter { Self.webhookFields.contains($0.key) }))
+      guard let applicant = p["applicant_id"], let (name, values) = Self.message(for: p) else { continue }
+      if templates[name] == nil { templates[name] = try await store.template(name: name, version: nil) }
+      guard let rendered = render(templates[name], name: name, values: values) else { continue }
+      publications.append(NewPublication(
+        id: ULID.make(at: now), audience: .account(applicant),
+        content: MessageContent(
+          title: rendered.title, body: rendered.body, category: "case", priority: name == SystemTemplates.caseCorrectionRequired ? .high : .normal,
+          data: ["case_id": event.aggregateID, "tracking_code": p["tracking_code"] ?? "", "state": p["state"] ?? ""],
+          template: name, templateVersion: rendered.version),
+        ttl: nil, sendAt: nil, publisherID: nil, idempotencyKey: "case-event-\(event.id)"))
+    }
+    let outcomes = try await store.consumeEvents(
+      ids: events.map(\.id), publications: publications, webhookEvents: webhooks, now: now, limits: publisher.limits)
+    for outcome in outcomes { publisher.deliverLive(outcome) }
+    if outcomes.isEmpty && !webhooks.isEmpty { publisher.deliveriesQueued() }
+    return events.count
+  }
+
+  /// Case fields a third-party platform receives (no personal data: no applicant, no reasons).
+  static let webhookFields: Set<String> = ["case_id", "tracking_code", "item_code", "event", "state", "department", "at"]
+
+  /// The template and its values for an event the applicant should hear about; nil for the
+  /// applicant's own actions.
+  static func message(for p: [String: String]) -> (String, [String: String])? {
+    let base = ["item_name": p["item_name"] ?? p["item_code"] ?? "", "tracking_code": p["tracking_code"] ?? ""]
+    let reason = (p["reason"] ?? "").isEmpty ? "（未说明）" : p["reason"] ?? ""
+    switch CaseEvent(rawValue: p["event"] ?? "") {
+    case .receive: return (SystemTemplates.caseReceived, base)
+    case .requestCorrection:
+      let items = (p["missing_items"] ?? "").split(separator: "\n").enumerated().map { "\($0.offset + 1). \($0.element)" }
+      return (SystemTemplates.caseCorrectionRequired, base.merging(["missing_items": items.joined(separator: "\n")]) { $1 })
+    case .accept, .deemAccepted: return (SystemTemplates.caseAccepted, base)
+    case .reject: return (SystemTemplates.caseRejected, base.merging(["reason": reason]) { $1 })
+    case .approve: return (SystemTemplates.caseApproved, base)
+    case .deny: return (SystemTemplates.caseDenied, base.merging(["reason": reason]) { $1 })
+    case .dispatchResult: return (SystemTemplates.caseResultDispatched, base)
+    case .startReview, .suspend, .resume, .extend, .complete, .reopen:
+      return (SystemTemplates.caseStatusChanged, base.merging(["status": statusLabels[p["state"] ?? ""] ?? p["state"] ?? ""]) { $1 })
+    case .submit, .supplyCorrection, .confirmDelivery, .withdraw, .advanceStep, .none:
+      return nil
+    }
+  }
+
+  static let statusLabels: [String: String] = [
+    "accepted": "已受理", "under_review": "审查中", "suspended": "特别程序（暂停计时）", "approved": "准予许可", "denied": "不予许可",
+    "completed": "已办结", "result_delivering": "结果送达中", "result_delivered": "结果已送达",
+  ]
+
+  private func render(_ stored: StoredTemplate?, name: String, values: [String: String]) -> (title: String, body: String, version: Int)? {
+    if let stored, let text = try? stored.template.render(values) {
+      return (text.title, text.body, stored.template.version)
+    }
+    // The stored template is missing or unusable: fall back to the built-in wording.
+    logger.warning("system template unusable; using the built-in text", metadata: ["template": "\(name)"])
+    guard let builtIn = SystemTemplates.builtIn(name),
+          let template = try? MessageTemplate(name: name, version: 1, title: builtIn.title, body: builtIn.body),
+          let text = try? template.render(values)
+    else { return nil }
+    return (text.title, text.body, 0)
+  }
+}
