@@ -123,6 +123,8 @@ public protocol NotificationStore: Sendable {
   /// `failedPrecondition` unless it is still scheduled.
   func cancelPublication(id: String, now: Date, audit: AuditEvent?) async throws -> Publication
   func publication(id: String) async throws -> Publication?
+  /// The publication an idempotency key of `publisherID` (nil: the system) already produced.
+  func publication(publisherID: String?, idempotencyKey: String) async throws -> Publication?
   /// Newest first, before the publication `before` (a page token), at most `limit`.
   func publications(before: String?, limit: Int) async throws -> [Publication]
 

@@ -68,13 +68,21 @@ struct NotifyBenchConfig: Sendable {
   var ackEvery = 100
 }
 
-enum NotifyBench {
-  private static let state = Mutex(NotifyBenchConfig())
+/// The settings behind a class: with Swift 6.3.1 -O, a global `Mutex(NotifyBenchConfig())` starts
+/// out zeroed (every default lost: 0 ms intervals, ack every 0 messages), while one made in an
+/// initializer at run time is right.
+final class NotifyBenchSettings: Sendable {
+  let state: Mutex<NotifyBenchConfig>
+  init() { state = Mutex(NotifyBenchConfig()) }
+}
 
-  static var config: NotifyBenchConfig { state.withLock { $0 } }
+enum NotifyBench {
+  private static let settings = NotifyBenchSettings()
+
+  static var config: NotifyBenchConfig { settings.state.withLock { $0 } }
 
   static func configure(_ update: (inout NotifyBenchConfig) -> Void) {
-    state.withLock { update(&$0) }
+    settings.state.withLock { update(&$0) }
   }
 
   static let broadcastNames = ["notify-broadcast", "notify-broadcast-1k", "notify-broadcast-10k"]

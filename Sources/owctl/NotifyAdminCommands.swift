@@ -617,8 +617,11 @@ struct AdminWebhooksCommand: AsyncParsableCommand {
           if statuses.count == 1 { response.nextPageToken = page.nextPageToken }
         }
         if statuses.count > 1 {
-          // Ids grow with time: newest first across the lists, cut to the page size.
-          response.deliveries.sort { $0.id > $1.id }
+          // Newest first across the lists (by creation time: replays' ids have another form), cut to the page size.
+          response.deliveries.sort { a, b in
+            let (x, y) = (a.createdAt.date, b.createdAt.date)
+            return x != y ? x > y : a.id > b.id
+          }
           response.deliveries = Array(response.deliveries.prefix(Int(limit ?? 50)))
         }
         try remote.output.show(response) {

@@ -27,11 +27,14 @@ import Testing
   }
 
   @Test func missingAndUnknownValuesAreNamedAllAtOnce() {
-    #expect(throws: ValidationError("personalisation", "missing ((due)), ((items)) for template case.correction_required")) {
+    #expect(throws: ValidationError("personalisation", "missing ((due)), ((items)) in template case.correction_required")) {
       try template.render(["tracking_code": "x", "name": "y"])
     }
-    #expect(throws: ValidationError("personalisation", "template case.correction_required has no placeholder extra, zz")) {
+    #expect(throws: ValidationError("personalisation", "no placeholder extra, zz in template case.correction_required")) {
       try template.render(["tracking_code": "x", "name": "y", "due": "d", "items": "i", "zz": "1", "extra": "2"])
+    }
+    #expect(throws: ValidationError("personalisation", "missing ((items)); no placeholder zz in template case.correction_required")) {
+      try template.render(["tracking_code": "x", "name": "y", "due": "d", "zz": "1"])
     }
   }
 

@@ -164,7 +164,9 @@ import Testing
       let stream = InboxRecorder.open(env.clients.grpc, token: citizen.token)
       try await stream.waitCaughtUp()
       let at = env.clock.now().addingTimeInterval(3600)
-      let kept = try await env.publish(admin, to: .account(citizen.id), text: "明天 9:30 预约") { $0.sendAt = .init(date: at) }
+      let kept = try await env.publish(admin, to: .account(citizen.id), text: "明天 9:30 预约", key: "appointment-1") {
+        $0.sendAt = .init(date: at)
+      }
       let dropped = try await env.publish(admin, to: .account(citizen.id), text: "取消的") { $0.sendAt = .init(date: at) }
       #expect(kept.publication.status == .scheduled)
       let cancelled = try await env.notifyAPI.cancelPublication(.with { $0.id = dropped.publication.id }, metadata: bearer(admin))
@@ -182,6 +184,11 @@ import Testing
       await expectRPCError(.failedPrecondition) {
         try await env.notifyAPI.cancelPublication(.with { $0.id = kept.publication.id }, metadata: bearer(admin2))
       }
+      // A retry after the send time passed still returns the original (not "send_at must be in the future").
+      let retry = try await env.publish(admin2, to: .account(citizen.id), text: "明天 9:30 预约", key: "appointment-1") {
+        $0.sendAt = .init(date: at)
+      }
+      #expect(retry.replayed && retry.publication.id == kept.publication.id)
       await stream.stop()
     }
   }

@@ -293,6 +293,26 @@ import Testing
     }
   }
 
+  @Test func aChannelDroppedWithoutShutdownClosesItsClient() async throws {
+    try await WebhookWorld.run { world in
+      let receiver = try await WebhookReceiver.start()
+      defer { Task { await receiver.stop() } }
+      let (endpoint, _) = try await world.addEndpoint(url: receiver.url)
+      _ = try await world.queueEvent()
+      do {
+        // runOnce without run() and without shutdownChannels(): the channel's deinit starts the
+        // client's shutdown (a leaked client would trip AsyncHTTPClient's debug check).
+        let dispatcher = DeliveryDispatcher(
+          store: world.store.notifications,
+          channels: [WebhookChannel(store: world.store.notifications, secrets: world.secrets, clock: world.clock, logger: world.logger)],
+          clock: world.clock, logger: world.logger)
+        #expect(try await dispatcher.runOnce() == 1)
+      }
+      try await Task.sleep(for: .milliseconds(100))
+      #expect(try await world.onlyDelivery(endpoint).status == .delivered)
+    }
+  }
+
   // MARK: - The background loop
 
   @Test func runSendsAfterAKickAndStopsPromptlyOnGracefulShutdown() async throws {

@@ -245,7 +245,7 @@ private enum N {
       #expect(try await N.inboxRows(store, a).map(\.state) == ["delivered", "delivered", "delivered"])
       // A delivered message is still in the list, unread.
       #expect(try await n.inbox(accountID: a, unreadOnly: true, category: nil, beforeSeq: nil, limit: 10).unreadCount == 3)
-      await #expect(throws: StoreError.notFound("topic \(N.topic) is not subscribed")) {
+      await #expect(throws: StoreError.notFound("a subscription to topic \(N.topic)")) {
         try await n.acknowledge(accountID: a, inbox: nil, topics: [N.topic: 1], now: t0)
       }
     }
@@ -292,7 +292,7 @@ private enum N {
       #expect(try await n.topicMessages(accountID: a, topic: N.topic, beforeSeq: 2, limit: 10).entries.map(\.seq) == [1])
       // b's read marker is its own.
       #expect(try await n.topicMessages(accountID: b, topic: N.topic, beforeSeq: nil, limit: 10).unreadCount == 2)
-      await #expect(throws: StoreError.notFound("topic \(N.topic) is not subscribed")) {
+      await #expect(throws: StoreError.notFound("a subscription to topic \(N.topic)")) {
         try await n.topicMessages(accountID: c, topic: N.topic, beforeSeq: nil, limit: 10)
       }
 

@@ -35,12 +35,12 @@ public struct MessageTemplate: Sendable, Equatable, Codable {
   /// request once, not one field at a time).
   public func render(_ values: [String: String]) throws(ValidationError) -> (title: String, body: String) {
     let missing = placeholders.filter { values[$0] == nil }
-    if !missing.isEmpty {
-      throw ValidationError("personalisation", "missing \(missing.map { "((\($0)))" }.joined(separator: ", ")) for template \(name)")
-    }
     let unknown = values.keys.filter { !placeholders.contains($0) }.sorted()
-    if !unknown.isEmpty {
-      throw ValidationError("personalisation", "template \(name) has no placeholder \(unknown.joined(separator: ", "))")
+    var problems: [String] = []
+    if !missing.isEmpty { problems.append("missing \(missing.map { "((\($0)))" }.joined(separator: ", "))") }
+    if !unknown.isEmpty { problems.append("no placeholder \(unknown.joined(separator: ", "))") }
+    if !problems.isEmpty {
+      throw ValidationError("personalisation", "\(problems.joined(separator: "; ")) in template \(name)")
     }
     for (key, value) in values.sorted(by: { $0.key < $1.key }) {
       try Check.optionalText(value, field: "personalisation.\(key)", max: 500)

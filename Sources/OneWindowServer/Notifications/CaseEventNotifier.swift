@@ -59,7 +59,7 @@ public final class CaseEventNotifier: Service, Sendable {
       let p = event.payload
       webhooks.append(WebhookEvent.make(
         id: "evt_case_\(event.id)", type: WebhookEvent.caseTransition, createdAt: event.createdAt,
-        data: p.filter { Self.webhookFields.contains($0.key) }))
+        data: Self.webhookData(p)))
       guard let applicant = p["applicant_id"], let (name, values) = Self.message(for: p) else { continue }
       if templates[name] == nil { templates[name] = try await store.template(name: name, version: nil) }
       guard let rendered = render(templates[name], name: name, values: values) else { continue }
@@ -78,8 +78,17 @@ public final class CaseEventNotifier: Service, Sendable {
     return events.count
   }
 
-  /// Case fields a third-party platform receives (no personal data: no applicant, no reasons).
-  static let webhookFields: Set<String> = ["case_id", "tracking_code", "item_code", "event", "state", "department", "at"]
+  /// Case fields a third-party platform receives (no personal data: no applicant, no reasons),
+  /// with the transition time in ISO 8601 like the envelope's `created_at`.
+  static let webhookFields: Set<String> = ["case_id", "tracking_code", "item_code", "event", "state", "department"]
+
+  static func webhookData(_ payload: [String: String]) -> [String: String] {
+    var data = payload.filter { webhookFields.contains($0.key) }
+    if let millis = payload["at"].flatMap(Int64.init) {
+      data["at"] = Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date(timeIntervalSince1970: Double(millis) / 1000))
+    }
+    return data
+  }
 
   /// The template and its values for an event the applicant should hear about; nil for the
   /// applicant's own actions.

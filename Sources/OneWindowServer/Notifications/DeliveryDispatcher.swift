@@ -139,7 +139,7 @@ public final class DeliveryDispatcher: Service, Sendable {
             wait = try await idleWait()
           } catch {
             if isStopping { break }
-            logger.error("claiming deliveries failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+            logger.error("looking for due deliveries failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
             wait = .seconds(5)
           }
         } else {

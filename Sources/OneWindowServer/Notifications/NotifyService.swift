@@ -25,7 +25,14 @@ struct NotifyService: Onewindow_V1_NotifyService.SimpleServiceProtocol {
     guard request.templateVersion >= 0 else { throw ValidationError("template_version", "must not be negative") }
     guard request.ttlSeconds >= 0 else { throw ValidationError("ttl_seconds", "must not be negative (0: no expiry)") }
     try MessageContent.validateData(request.data)
-    // A replayed key returns the original without re-rendering (the template may have changed).
+    // A retry returns the original before anything else is checked: its send time may have
+    // passed and its template may have changed since.
+    if let original = try await store.notifications.publication(publisherID: p.accountID, idempotencyKey: key) {
+      return .with {
+        $0.publication = .init(original)
+        $0.replayed = true
+      }
+    }
     let rendered = try await publisher.render(
       template: request.template, version: request.templateVersion == 0 ? nil : Int(request.templateVersion),
       personalisation: request.personalisation)

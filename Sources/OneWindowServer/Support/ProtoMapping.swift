@@ -7,7 +7,13 @@ import SwiftProtobuf
 // unspecified or unknown to this server are rejected here, at the edge.
 
 extension Google_Protobuf_Timestamp {
-  init(_ date: Date) { self.init(date: date) }
+  /// Whole milliseconds (what the store keeps), so a stored time does not come back with
+  /// floating-point noise in its nanoseconds.
+  init(_ date: Date) {
+    let millis = (date.timeIntervalSince1970 * 1000).rounded()
+    let seconds = (millis / 1000).rounded(.down)
+    self.init(seconds: Int64(seconds), nanos: Int32(millis - seconds * 1000) * 1_000_000)
+  }
 }
 
 extension Role {

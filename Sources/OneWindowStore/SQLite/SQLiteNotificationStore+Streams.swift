@@ -190,7 +190,7 @@ extension SQLiteNotificationStore {
             WHERE s.account_id = ? AND s.topic = ?
             """,
           arguments: [accountID, topic])
-        else { throw StoreError.notFound("topic \(topic) is not subscribed") }
+        else { throw StoreError.notFound("a subscription to topic \(topic)") }
         let current = Self.cursor(from: row)
         let next = current.acknowledging(min(seq, row["last_seq"] as Int64))
         if next != current {
@@ -242,7 +242,7 @@ extension SQLiteNotificationStore {
           WHERE s.account_id = ? AND s.topic = ?
           """,
         arguments: [accountID, topic])
-      else { throw StoreError.notFound("topic \(topic) is not subscribed") }
+      else { throw StoreError.notFound("a subscription to topic \(topic)") }
       let readSeq: Int64 = subscription["read_seq"]
       let head: Int64 = subscription["last_seq"]
       let top = beforeSeq.map { min($0 - 1, head) } ?? head
@@ -289,7 +289,7 @@ extension SQLiteNotificationStore {
           WHERE s.account_id = ? AND s.topic = ?
           """,
         arguments: [accountID, topic])
-      else { throw StoreError.notFound("topic \(topic) is not subscribed") }
+      else { throw StoreError.notFound("a subscription to topic \(topic)") }
       let current: Int64 = row["read_seq"]
       let next = max(current, min(seq, row["last_seq"] as Int64))
       guard next > current else { return 0 }

@@ -72,7 +72,7 @@ extension SQLiteNotificationStore {
             replay_of, created_at, updated_at)
           VALUES (?, 'webhook', ?, ?, ?, ?, 'created', 0, ?, NULL, ?, ?) ON CONFLICT DO NOTHING
           """
-      ).execute(arguments: [ULID.make(at: now), row["id"] as String, event.type, event.id, Data(event.body), at, at, at])
+      ).execute(arguments: ["dlv_" + ULID.make(at: now), row["id"] as String, event.type, event.id, Data(event.body), at, at, at])
     }
   }
 

@@ -174,7 +174,7 @@ struct SQLiteNotificationStore: NotificationStore {
         throw StoreError.notFound("account \(accountID)")
       }
       guard let cursor = try Self.topicCursor(db, accountID: accountID, topic: topic) else {
-        throw StoreError.notFound("topic \(topic) is not subscribed")
+        throw StoreError.notFound("a subscription to topic \(topic)")
       }
       return cursor
     }
@@ -584,6 +584,10 @@ struct SQLiteNotificationStore: NotificationStore {
 
   func publication(id: String) async throws -> Publication? {
     try await pool.read { db in try Self.loadPublication(db, id: id).map(Self.publication(from:)) }
+  }
+
+  func publication(publisherID: String?, idempotencyKey: String) async throws -> Publication? {
+    try await pool.read { db in try Self.publication(db, publisherKey: publisherID ?? "system", idempotencyKey: idempotencyKey) }
   }
 
   func publications(before: String?, limit: Int) async throws -> [Publication] {
