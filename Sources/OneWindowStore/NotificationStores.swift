@@ -132,8 +132,12 @@ public protocol NotificationStore: Sendable {
 
   /// The account's cursors, after counting a new stream round (see `StreamCursor.beginningStream`).
   func beginStream(accountID: String) async throws -> StreamCursors
-  /// Pending inbox messages after `seq`, oldest first, at most `limit`: not acknowledged,
-  /// replaced or expired. Messages whose TTL passed are marked expired instead.
+  /// The account's cursors as stored (read only).
+  func streamCursors(accountID: String) async throws -> StreamCursors
+  /// Inbox messages after `seq` still to send, oldest first, at most `limit`: neither replaced
+  /// nor expired (acknowledged ones included: the stream's own position decides, since another
+  /// device may acknowledge while this one catches up). Messages whose TTL passed are marked
+  /// expired instead.
   func pendingInbox(accountID: String, after seq: Int64, limit: Int, now: Date) async throws -> [InboxEntry]
   /// A topic's messages after `seq`, oldest first, skipping replaced and expired ones.
   func pendingTopic(topic: String, after seq: Int64, limit: Int, now: Date) async throws -> [InboxEntry]

@@ -94,6 +94,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Seconds between heartbeats on idle inbox streams. [env: ONEWINDOW_INBOX_HEARTBEAT_SECONDS] (default: 15)")
   var inboxHeartbeatSeconds: Int?
 
+  @Option(help: "Inbox streams one account may hold open at once. [env: ONEWINDOW_MAX_INBOX_STREAMS_PER_ACCOUNT] (default: 32)")
+  var maxInboxStreamsPerAccount: Int?
+
   @Option(help: "Attempts per webhook delivery before it is dead-lettered. [env: ONEWINDOW_WEBHOOK_MAX_ATTEMPTS] (default: 6)")
   var webhookMaxAttempts: Int?
 
@@ -140,6 +143,10 @@ struct Serve: AsyncParsableCommand {
     if let seconds = inboxHeartbeatSeconds ?? Environment.value("ONEWINDOW_INBOX_HEARTBEAT_SECONDS").flatMap(Int.init) {
       guard (1...300).contains(seconds) else { throw ValidationError("--inbox-heartbeat-seconds must be 1–300") }
       config.notifications.heartbeat = .seconds(seconds)
+    }
+    if let streams = maxInboxStreamsPerAccount ?? Environment.value("ONEWINDOW_MAX_INBOX_STREAMS_PER_ACCOUNT").flatMap(Int.init) {
+      guard (1...10_000).contains(streams) else { throw ValidationError("--max-inbox-streams-per-account must be 1–10000") }
+      config.notifications.maxStreamsPerAccount = streams
     }
     if let attempts = webhookMaxAttempts ?? Environment.value("ONEWINDOW_WEBHOOK_MAX_ATTEMPTS").flatMap(Int.init) {
       guard (1...20).contains(attempts) else { throw ValidationError("--webhook-max-attempts must be 1–20") }

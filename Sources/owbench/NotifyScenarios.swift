@@ -798,6 +798,8 @@ final class NotifyBroadcast: RunHooks {
   static let publishLabel = "publish RPC"
   static let lastLabel = "publish → last stream"
   static let eachLabel = "publish → each stream"
+  /// OWBENCH_TRACE_ROUNDS=1: one progress line per round (when, publish RPC, last stream).
+  static let traceRounds = ProcessInfo.processInfo.environment["OWBENCH_TRACE_ROUNDS"] == "1"
 
   let name: String
   let streamCount: Int
@@ -831,6 +833,8 @@ final class NotifyBroadcast: RunHooks {
     var ended: [String] = []
     var closing = false
     var opened: Duration = .zero
+    /// When the streams began opening (for OWBENCH_TRACE_ROUNDS).
+    var begin: ContinuousClock.Instant = .now
   }
 
   private struct Live {
@@ -842,6 +846,7 @@ final class NotifyBroadcast: RunHooks {
   private let live = Mutex<Live?>(nil)
   private let duplicates = Atomic<Int>(0)
   private let unexpected = Atomic<Int>(0)
+  private let heartbeats = Atomic<Int>(0)
   /// Round numbers continue across runs: they make the idempotency keys.
   private let rounds = Atomic<Int>(0)
 
@@ -884,10 +889,12 @@ final class NotifyBroadcast: RunHooks {
       s = State()
     }
     duplicates.store(0, ordering: .relaxed)
+    heartbeats.store(0, ordering: .relaxed)
     unexpected.store(0, ordering: .relaxed)
     let config = NotifyBench.config
     let clock = ContinuousClock()
     let begin = clock.now
+    state.withLock { $0.begin = begin }
     let connections = try StreamConnections(count: connectionCount)
     let subscriber = connections.clients[0]
     let topic = topic
@@ -956,7 +963,9 @@ final class NotifyBroadcast: RunHooks {
             self.arrived(round, at: at)
           case .caughtUp:
             self.state.withLock { $0.caughtUp += 1 }
-          case .heartbeat, .none:
+          case .heartbeat:
+            self.heartbeats.add(1, ordering: .relaxed)
+          case .none:
             break
           }
         }
@@ -984,14 +993,19 @@ final class NotifyBroadcast: RunHooks {
   }
 
   /// Cancels the streams, closes their connections and unsubscribes the accounts from the topic.
-  func closeStreams() async {
+  /// Returns how long the cancelled streams took to end and the unsubscribing took.
+  @discardableResult
+  func closeStreams() async -> (streams: Duration, unsubscribe: Duration)? {
     state.withLock { $0.closing = true }
     guard let current = live.withLock({ live -> Live? in
       defer { live = nil }
       return live
-    }) else { return }
+    }) else { return nil }
+    let clock = ContinuousClock()
+    let begin = clock.now
     for task in current.tasks { task.cancel() }
     for task in current.tasks { await task.value }
+    let ended = clock.now
     let subscriber = current.connections.clients[0]
     let topic = topic
     let accounts = accounts
@@ -1003,7 +1017,9 @@ final class NotifyBroadcast: RunHooks {
     } catch {
       progress("\(name): UnsubscribeTopic failed (later runs may replay this topic): \(error)")
     }
+    let unsubscribed = clock.now
     await current.connections.close()
+    return (ended - begin, unsubscribed - ended)
   }
 
   // MARK: Rounds
@@ -1053,17 +1069,25 @@ final class NotifyBroadcast: RunHooks {
     }
     let done = ContinuousClock.now
     let endsAt = max(done, start + config.broadcastInterval)
-    let last = state.withLock { s -> Duration in
-      guard let current = s.current else { return .zero }
+    let (last, begin, measured) = state.withLock { s -> (Duration, ContinuousClock.Instant, Bool) in
+      guard let current = s.current else { return (.zero, s.begin, false) }
       s.current = nil
       let last = (current.arrivals.max() ?? start) - start
+      var measured = false
       if let window = s.window, endsAt >= window.start, endsAt < window.end {
+        measured = true
         s.measuredRounds += 1
         s.publish.record(publishTime.microseconds)
         s.last.record(last.microseconds)
         for arrival in current.arrivals { s.each.record((arrival - start).microseconds) }
       }
-      return last
+      return (last, s.begin, measured)
+    }
+    if Self.traceRounds {
+      progress(
+        "\(name): round \(round) at +\(fixed((start - begin).seconds, 2)) s since the streams began opening\(measured ? "" : " (not measured)"): "
+          + "publish RPC \(fixed(publishTime.seconds * 1000, 1)) ms, last stream \(fixed(last.seconds * 1000, 1)) ms; "
+          + "heartbeats so far \(heartbeats.load(ordering: .relaxed))")
     }
     CallLatency.report(last)
     try await Task.sleep(until: start + config.broadcastInterval, clock: .continuous)
@@ -1081,7 +1105,7 @@ final class NotifyBroadcast: RunHooks {
       try? await Task.sleep(for: .milliseconds(10))
     }
     let missingRounds = incomplete()
-    await closeStreams()
+    let closed = await closeStreams()
     let s = state.withLock { $0 }
     let duplicates = duplicates.load(ordering: .relaxed)
     let unexpected = unexpected.load(ordering: .relaxed)
@@ -1089,7 +1113,7 @@ final class NotifyBroadcast: RunHooks {
     let perAccount = Double(streamCount) / Double(accounts.count)
     var extra = ExtraFigures(streams: streamCount, comparableToPing: false)
     extra.about = [
-      "\(streamCount) live Subscribe streams over \(accounts.count) accounts (\(perAccount == perAccount.rounded() ? String(Int(perAccount)) : fixed(perAccount, 1)) streams each; "
+      "\(streamCount) live Subscribe stream\(streamCount == 1 ? "" : "s") over \(accounts.count) account\(accounts.count == 1 ? "" : "s") (\(perAccount == perAccount.rounded() ? String(Int(perAccount)) : fixed(perAccount, 1)) streams each; "
         + "\(pool.description)), each subscribed to topic \(topic); \(connectionCount) HTTP/2 connection\(connectionCount == 1 ? "" : "s") of ≤ \(config.streamsPerConnection) streams",
       "a call is a round: publish one topic message, wait for its arrival on every stream, then wait out \(trimmed(config.broadcastInterval.seconds * 1000)) ms; "
         + "the table's latency is publish → last stream",
@@ -1097,9 +1121,14 @@ final class NotifyBroadcast: RunHooks {
     extra.latencies = [
       LatencyFigure(Self.publishLabel, s.publish), LatencyFigure(Self.lastLabel, s.last), LatencyFigure(Self.eachLabel, s.each),
     ]
+    let closing = closed.map {
+      "; after the run, the cancelled streams ended in \(fixed($0.streams.seconds, 2)) s and UnsubscribeTopic × \(accounts.count) took \(fixed($0.unsubscribe.seconds, 2)) s"
+    } ?? ""
+    let heartbeats = heartbeats.exchange(0, ordering: .relaxed)
     extra.notes.append(
-      "\(streamCount) streams subscribed and caught up in \(fixed(s.opened.seconds, 2)) s (SubscribeTopic × \(accounts.count), then Subscribe × \(streamCount)); "
-        + "\(s.measuredRounds) measured rounds of \(s.published.count)")
+      "\(streamCount) stream\(streamCount == 1 ? "" : "s") subscribed and caught up in \(fixed(s.opened.seconds, 2)) s "
+        + "(SubscribeTopic × \(accounts.count), then Subscribe × \(streamCount))\(closing); "
+        + "\(s.measuredRounds) measured rounds of \(s.published.count); \(heartbeats) heartbeats received")
     let deliveries = s.published.map { s.counts[$0] ?? 0 }.reduce(0, +)
     var failed = 0
     if missing == 0 && duplicates == 0 {

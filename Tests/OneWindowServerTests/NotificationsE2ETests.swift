@@ -452,3 +452,44 @@ import Testing
     }
   }
 }
+
+@Suite struct InboxStreamLimitTests {
+  /// One account cannot hold more than the configured number of streams.
+  @Test func streamsPerAccountAreCapped() async throws {
+    try await TestEnvironment.run(configure: { $0.notifications.maxStreamsPerAccount = 2 }) { env in
+      let citizen = try await env.quickCitizen(40)
+      let one = InboxRecorder.open(env.clients.grpc, token: citizen.token)
+      let two = InboxRecorder.open(env.clients.grpc, token: citizen.token)
+      try await one.waitCaughtUp()
+      try await two.waitCaughtUp()
+      let three = InboxRecorder.open(env.clients.grpc, token: citizen.token)
+      try await three.wait("the third stream to be refused") { $0.finished }
+      #expect((three.endedWith as? RPCError)?.code == .resourceExhausted)
+      await one.stop()
+      let again = InboxRecorder.open(env.clients.grpc, token: citizen.token)
+      try await again.waitCaughtUp()
+      await two.stop()
+      await again.stop()
+    }
+  }
+
+  /// A subscription made in another session reaches an open stream by its next heartbeat even
+  /// when the hub could not route it (the stream re-reads its subscriptions).
+  @Test func heartbeatsResynchronizeSubscriptionsAndMissedMessages() async throws {
+    try await TestEnvironment.run(configure: { $0.notifications.heartbeat = .milliseconds(200) }) { env in
+      let admin = try await env.adminSession().accessToken
+      try await env.plainTemplate(admin)
+      _ = try await env.notifyAPI.createTopic(.with { $0.code = "district.310104"; $0.title = "徐汇区" }, metadata: bearer(admin))
+      let citizen = try await env.quickCitizen(41)
+      let stream = InboxRecorder.open(env.clients.grpc, token: citizen.token)
+      try await stream.waitCaughtUp()
+      // Straight in the store: no hub notification, as if the push had been lost.
+      _ = try await env.store.notifications.setSubscription(
+        accountID: citizen.id, topic: "district.310104", subscribed: true, now: env.clock.now())
+      try await env.publish(admin, to: .topic("district.310104"), text: "停电通知")
+      try await stream.waitMessages(1, timeout: .seconds(5))
+      #expect(stream.messages.map(\.body) == ["停电通知"])
+      await stream.stop()
+    }
+  }
+}

@@ -54,7 +54,8 @@ public enum WebhookSignature {
       default: continue  // other schemes are ignored, as Stripe's receivers do
       }
     }
-    guard let timestamp, !signatures.isEmpty else { throw .malformedHeader }
+    // Any real timestamp is far inside ±2⁴⁰ s; larger ones would overflow the subtraction.
+    guard let timestamp, (-(1 << 40)...(1 << 40)).contains(timestamp), !signatures.isEmpty else { throw .malformedHeader }
     let skew = Int64(now.timeIntervalSince1970.rounded()) - timestamp
     guard Double(abs(skew)) <= tolerance else { throw .timestampOutOfTolerance(seconds: skew) }
     let expected = Array(hmac(body: body, secret: secret, timestamp: timestamp).utf8)

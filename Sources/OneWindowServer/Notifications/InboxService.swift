@@ -25,8 +25,8 @@ struct InboxService: Onewindow_V1_InboxService.SimpleServiceProtocol {
     if request.hasAfterSeq, request.afterSeq < 0 { throw ValidationError("after_seq", "must not be negative") }
     try Check.optionalText(request.device, field: "device", max: 64)
     let stream = InboxStream(
-      store: store.notifications, identity: store.identity, hub: hub, principal: p, heartbeat: settings.heartbeat, clock: clock,
-      shutdown: shutdown)
+      store: store.notifications, identity: store.identity, hub: hub, principal: p, heartbeat: settings.heartbeat,
+      maxStreamsPerAccount: settings.maxStreamsPerAccount, clock: clock, shutdown: shutdown)
     try await stream.run(afterSeq: request.hasAfterSeq ? request.afterSeq : nil, response: response, context: context)
   }
 

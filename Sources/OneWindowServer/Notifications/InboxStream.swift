@@ -18,6 +18,7 @@ struct InboxStream {
   let hub: NotificationHub
   let principal: Principal
   let heartbeat: Duration
+  let maxStreamsPerAccount: Int
   let clock: any WallClock
   let shutdown: StreamShutdown
 
@@ -53,15 +54,21 @@ struct InboxStream {
       // `after_seq` is an acknowledgement (Matrix `since`), clamped to the inbox's head.
       _ = try await store.acknowledge(accountID: account, inbox: afterSeq, topics: [:], now: clock.now())
     }
-    let cursors = try await store.beginStream(accountID: account)
-    var positions = Positions(inbox: cursors.inbox.acked, topics: cursors.topics.mapValues(\.acked), startCursors: cursors)
     let overflow = Overflow()
     let (inputs, continuation) = AsyncStream.makeStream(of: Input.self, bufferingPolicy: .bufferingOldest(Self.bufferedPushes))
-    // Register before replaying so nothing committed in between is lost.
-    let token = hub.register(accountID: account, topics: Set(cursors.topics.keys)) { push in
+    // Register before reading the cursors and replaying, so nothing committed in between is
+    // lost (a subscription change in between arrives as a push, or at the next heartbeat).
+    guard let token = hub.register(accountID: account, topics: [], limit: maxStreamsPerAccount, listener: { push in
       if case .dropped = continuation.yield(.push(push)) { overflow.dropped.store(true, ordering: .relaxed) }
+    }) else {
+      throw RPCError(
+        code: .resourceExhausted,
+        message: "this account already has \(maxStreamsPerAccount) inbox streams open: close one (each device needs only one)")
     }
     defer { hub.unregister(token) }
+    let cursors = try await store.beginStream(accountID: account)
+    hub.setTopics(token, Set(cursors.topics.keys))
+    var positions = Positions(inbox: cursors.inbox.acked, topics: cursors.topics.mapValues(\.acked), startCursors: cursors)
     guard let shutdownToken = shutdown.register({ continuation.finish() }) else { throw Self.shuttingDown }
     defer { shutdown.unregister(shutdownToken) }
 
@@ -81,13 +88,16 @@ struct InboxStream {
           })
           for await input in inputs {
             if overflow.dropped.exchange(false, ordering: .relaxed) {
-              try await catchUp(&positions, response: response)
+              try await resynchronize(&positions, token: token, response: response)
             }
             switch input {
             case .heartbeat:
               guard try await identity.isSessionActive(familyID: principal.sessionFamilyID) else {
                 throw RPCError(code: .unauthenticated, message: "this login has ended (logged out or revoked): log in again")
               }
+              // The safety net under every push: whatever a push race or a dropped push
+              // missed is sent within one heartbeat.
+              try await resynchronize(&positions, token: token, response: response)
               try await response.write(.with {
                 $0.heartbeat = .init(inbox: positions.inbox, topics: positions.topics, now: clock.now())
               })
@@ -129,11 +139,25 @@ struct InboxStream {
       }
     case .subscription(let topic, let cursor):
       if let cursor {
-        if positions.topics[topic] == nil { positions.topics[topic] = cursor }
+        if positions.topics[topic] == nil {
+          positions.topics[topic] = cursor
+          // A message published between the subscription's commit and this push.
+          try await catchUpTopic(topic, &positions, response: response)
+        }
       } else {
         positions.topics[topic] = nil
       }
     }
+  }
+
+  /// Re-reads the account's subscriptions (a subscription push may have been dropped or have
+  /// raced the stream's start) and sends everything committed after the stream's positions.
+  private func resynchronize(_ positions: inout Positions, token: UInt64, response: RPCWriter<Onewindow_V1_InboxEvent>) async throws {
+    let stored = try await store.streamCursors(accountID: principal.accountID).topics
+    for (topic, cursor) in stored where positions.topics[topic] == nil { positions.topics[topic] = cursor.acked }
+    for topic in positions.topics.keys where stored[topic] == nil { positions.topics[topic] = nil }
+    hub.setTopics(token, Set(positions.topics.keys))
+    try await catchUp(&positions, response: response)
   }
 
   private func send(

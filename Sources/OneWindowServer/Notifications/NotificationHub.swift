@@ -35,9 +35,11 @@ final class NotificationHub: Sendable {
 
   private let state = Mutex(State())
 
-  /// Registers a stream; keep the token to unregister it.
-  func register(accountID: String, topics: Set<String>, listener: @escaping Listener) -> UInt64 {
+  /// Registers a stream; keep the token to unregister it. nil when the account already has
+  /// `limit` streams open.
+  func register(accountID: String, topics: Set<String>, limit: Int, listener: @escaping Listener) -> UInt64? {
     state.withLock { s in
+      guard (s.byAccount[accountID]?.count ?? 0) < limit else { return nil }
       s.next += 1
       let token = s.next
       s.sessions[token] = Session(accountID: accountID, topics: topics, listener: listener)
@@ -60,6 +62,19 @@ final class NotificationHub: Sendable {
   }
 
   var streamCount: Int { state.withLock { $0.sessions.count } }
+
+  /// Replaces the topics routed to a stream (it read its subscriptions from the store).
+  func setTopics(_ token: UInt64, _ topics: Set<String>) {
+    state.withLock { s in
+      guard let old = s.sessions[token]?.topics, old != topics else { return }
+      for topic in old.subtracting(topics) {
+        s.byTopic[topic]?.remove(token)
+        if s.byTopic[topic]?.isEmpty == true { s.byTopic[topic] = nil }
+      }
+      for topic in topics.subtracting(old) { s.byTopic[topic, default: []].insert(token) }
+      s.sessions[token]?.topics = topics
+    }
+  }
 
   /// Forwards inbox messages to every stream of their owners.
   func deliver(inbox messages: [(accountID: String, entry: InboxEntry)]) {

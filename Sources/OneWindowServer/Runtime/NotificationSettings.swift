@@ -16,6 +16,8 @@ public struct NotificationSettings: Sendable {
   public var inboxCap = InboxRules.defaultCap
   /// How often a live inbox stream sends a heartbeat.
   public var heartbeat: Duration = .seconds(15)
+  /// Inbox Subscribe streams one account may hold open at once (each device needs one).
+  public var maxStreamsPerAccount = 32
   /// Accounts one segment publication may reach.
   public var maxSegmentRecipients = 200_000
   /// The scheduler's longest sleep between passes (it is also woken when a publication is scheduled).

@@ -72,6 +72,10 @@ extension SQLiteNotificationStore {
     }
   }
 
+  func streamCursors(accountID: String) async throws -> StreamCursors {
+    try await pool.read { db in try Self.cursors(db, accountID: accountID) }
+  }
+
   func beginStream(accountID: String) async throws -> StreamCursors {
     try await pool.write { db in
       try Self.ensureInboxHead(db, accountID: accountID)
@@ -97,9 +101,11 @@ extension SQLiteNotificationStore {
   // MARK: - Pending messages
 
   func pendingInbox(accountID: String, after seq: Int64, limit: Int, now: Date) async throws -> [InboxEntry] {
+    // Delivered ones too: another device's acknowledgement must not make this stream skip them
+    // (a stream starts at the acknowledged cursor, so it never replays what was acknowledged).
     let select = """
       SELECT \(Self.inboxColumns) FROM inbox_messages
-      WHERE account_id = ? AND state = 'pending' AND seq > ? ORDER BY seq LIMIT ?
+      WHERE account_id = ? AND state IN ('pending', 'delivered') AND seq > ? ORDER BY seq LIMIT ?
       """
     let arguments: StatementArguments = [accountID, seq, limit]
     let page = try await pool.read { db in

@@ -526,6 +526,7 @@ struct SQLiteNotificationStore: NotificationStore {
         arguments: [SQLTime.ms(now), limit])
     }
     var outcomes: [PublishOutcome] = []
+    var failure: (any Error)?
     for id in due {
       do {
         if let outcome = try await pool.write({ db in try Self.release(id: id, now: now, limits: limits, db) }) {
@@ -538,8 +539,15 @@ struct SQLiteNotificationStore: NotificationStore {
           try db.execute(
             sql: "UPDATE publications SET status = 'cancelled' WHERE id = ? AND status = 'scheduled'", arguments: [id])
         }
+      } catch is CancellationError {
+        throw CancellationError()
+      } catch {
+        // Anything else may be passing (a busy database): this one stays scheduled for the next
+        // pass, and the others are still sent (their outcomes must reach the live streams).
+        failure = failure ?? error
       }
     }
+    if let failure, outcomes.isEmpty { throw failure }
     return outcomes
   }
 
