@@ -20,8 +20,9 @@ typealias NotifyClient = Onewindow_V1_NotifyService.Client<HTTP2ClientTransport.
 ///   publish RPC's latency; publish → arrival is reported beside it. Every published message
 ///   must arrive (checked after each run, with a grace period). Subscribers acknowledge every
 ///   100 messages, as an app would, so nothing would replay on a reconnect.
-/// - notify-broadcast(-1k, -10k): N live streams over a pool of `--notify-accounts` accounts
-///   (several streams per account: each gets every topic message), spread over one HTTP/2
+/// - notify-broadcast(-1k, -10k): N live streams over a pool of `--notify-accounts` accounts, or
+///   N / 32 when that is more (the server's default `--max-inbox-streams-per-account`; owbench's
+///   `--max-streams-per-account`); every stream of an account gets each topic message. One HTTP/2
 ///   connection per 200 streams. A call is a round: publish one topic message, wait until the
 ///   last stream has it, then wait out the rest of 500 ms. The table shows rounds and time to
 ///   the last stream; publish RPC latency and per-stream arrival are reported beside it. Each
@@ -59,6 +60,9 @@ struct NotifyBenchConfig: Sendable {
   var directSubscribers = 10
   var broadcastSubscribers = 1000
   var broadcastAccounts = 200
+  /// The server's `--max-inbox-streams-per-account` (32 by default): a broadcast scenario uses
+  /// at least N / this many accounts.
+  var maxStreamsPerAccount = 32
   /// The server allows 256 concurrent streams per HTTP/2 connection.
   var streamsPerConnection = 200
   var broadcastInterval: Duration = .milliseconds(500)
@@ -183,26 +187,43 @@ enum NotifyBench {
 
   private static let broadcastPool = Mutex<Task<NotifyAccounts, any Error>?>(nil)
 
-  /// The accounts every broadcast scenario spreads its streams over (`--notify-accounts`),
-  /// created once. A scenario subscribes them to its topic only for its own runs.
-  static func broadcastAccounts(_ client: BenchClient, admin: NotifySession) async throws -> NotifyAccounts {
+  /// How many accounts a broadcast of `streams` streams uses: `--notify-accounts` (at most one
+  /// per stream), but never more streams per account than the server allows.
+  static func broadcastAccountCount(streams: Int) -> Int {
+    let c = config
+    return max(min(c.broadcastAccounts, streams), (streams + c.maxStreamsPerAccount - 1) / c.maxStreamsPerAccount)
+  }
+
+  /// The accounts the broadcast scenarios spread their streams over, shared by all of them and
+  /// grown to `count` when a scenario needs more. A scenario subscribes its prefix of them to its
+  /// topic only for its own runs.
+  static func broadcastAccounts(_ count: Int, _ client: BenchClient, admin: NotifySession) async throws -> NotifyAccounts {
     let task = broadcastPool.withLock { current -> Task<NotifyAccounts, any Error> in
-      if let current { return current }
-      let count = config.broadcastAccounts
+      let previous = current
       let task = Task<NotifyAccounts, any Error> {
-        try await makeAccounts(count, client, admin: admin, citizensFirst: false, prefix: "b", label: "notify-broadcast")
+        var pool = try await previous?.value ?? NotifyAccounts(sessions: [], citizens: 0, caseworkers: 0, registrationLimited: false)
+        if pool.sessions.count < count {
+          let more = try await makeAccounts(
+            count - pool.sessions.count, client, admin: admin, citizensFirst: false, prefix: "b", label: "notify-broadcast",
+            firstIndex: pool.sessions.count)
+          pool.sessions += more.sessions
+          pool.caseworkers += more.caseworkers
+        }
+        return pool
       }
       current = task
       return task
     }
-    return try await task.value
+    let pool = try await task.value
+    return NotifyAccounts(sessions: Array(pool.sessions.prefix(count)), citizens: 0, caseworkers: count, registrationLimited: false)
   }
 
   /// `count` accounts, logged in. With `citizensFirst`, registered citizens as long as the
   /// server's registration limit (20 per address and hour, shared with the other scenarios)
   /// allows; caseworkers created with CreateStaffAccount for the rest.
   static func makeAccounts(
-    _ count: Int, _ client: BenchClient, admin: NotifySession, citizensFirst: Bool, prefix: String, label: String
+    _ count: Int, _ client: BenchClient, admin: NotifySession, citizensFirst: Bool, prefix: String, label: String,
+    firstIndex: Int = 0
   ) async throws -> NotifyAccounts {
     var sessions: [NotifySession] = []
     var citizens = 0
@@ -229,12 +250,12 @@ enum NotifyBench {
       let tag = benchRunTag
       let made = Atomic<Int>(0)
       let staff = try await concurrentMap(remaining, limit: 4) { i -> NotifySession in
-        let username = "owb-\(tag)-\(prefix)\(i)"
+        let username = "owb-\(tag)-\(prefix)\(firstIndex + i)"
         _ = try await identity.createStaffAccount(
           .with {
             $0.role = .caseworker
             $0.username = username
-            $0.displayName = "压测订阅 \(i)"
+            $0.displayName = "压测订阅 \(firstIndex + i)"
             $0.departmentCode = department
             $0.password = password
           }, metadata: try await admin.metadata(client))
@@ -558,6 +579,7 @@ final class NotifyDirect: RunHooks {
   private let state: Mutex<State>
   private let streams = Mutex<[Task<Void, Never>]>([])
   private let counter = Atomic<Int>(0)
+  private let ackEvery = NotifyBench.config.ackEvery
 
   private init(name: String, accounts: NotifyAccounts, admin: NotifySession, client: BenchClient) {
     self.name = name
@@ -640,7 +662,7 @@ final class NotifyDirect: RunHooks {
       s.lastSeq[stream] = max(s.lastSeq[stream], message.seq)
       s.sinceAck[stream] += 1
       var ack: Int64?
-      if s.sinceAck[stream] >= NotifyBench.config.ackEvery {
+      if s.sinceAck[stream] >= ackEvery {
         s.sinceAck[stream] = 0
         ack = s.lastSeq[stream]
       }
@@ -806,7 +828,7 @@ final class NotifyBroadcast: RunHooks {
   let topic: String
   let admin: NotifySession
   let pool: NotifyAccounts
-  /// The accounts this scenario's streams use: the pool's first min(pool, N).
+  /// The accounts this scenario's streams use (`NotifyBench.broadcastAccountCount`).
   let accounts: [NotifySession]
   let connectionCount: Int
 
@@ -822,6 +844,9 @@ final class NotifyBroadcast: RunHooks {
     var current: Round?
     /// Arrivals per round (every stream at most once: duplicates are counted apart).
     var counts: [Int: Int] = [:]
+    /// The event id each round's message arrived with first; another one on any stream is a mismatch.
+    var eventIDs: [Int: String] = [:]
+    var mismatchedEventIDs = 0
     /// Rounds whose publish succeeded this run, and those that did not reach every stream in time.
     var published: [Int] = []
     var timedOut: Set<Int> = []
@@ -833,6 +858,7 @@ final class NotifyBroadcast: RunHooks {
     var ended: [String] = []
     var closing = false
     var opened: Duration = .zero
+    var subscribed: Duration = .zero
     /// When the streams began opening (for OWBENCH_TRACE_ROUNDS).
     var begin: ContinuousClock.Instant = .now
   }
@@ -856,7 +882,7 @@ final class NotifyBroadcast: RunHooks {
     self.topic = topic
     self.admin = admin
     self.pool = pool
-    accounts = Array(pool.sessions.prefix(streams))
+    accounts = pool.sessions
     let perConnection = NotifyBench.config.streamsPerConnection
     connectionCount = (streams + perConnection - 1) / perConnection
   }
@@ -864,7 +890,7 @@ final class NotifyBroadcast: RunHooks {
   static func setup(_ client: BenchClient, name: String, streams: Int) async throws -> PreparedScenario {
     let admin = try await NotifyBench.admin(client)
     try await NotifyBench.ensureTemplate(client, admin: admin, name: template)
-    let pool = try await NotifyBench.broadcastAccounts(client, admin: admin)
+    let pool = try await NotifyBench.broadcastAccounts(NotifyBench.broadcastAccountCount(streams: streams), client, admin: admin)
     let topic = "owbench.\(benchRunTag).\(name)"
     _ = try await NotifyClient(wrapping: client).createTopic(
       .with {
@@ -908,6 +934,7 @@ final class NotifyBroadcast: RunHooks {
       await connections.close()
       throw BenchError("\(name): SubscribeTopic failed: \(error)")
     }
+    let subscribed = clock.now - begin
     let perConnection = config.streamsPerConnection
     let tasks = (0..<streamCount).map { j in
       let client = connections.clients[j / perConnection]
@@ -938,6 +965,7 @@ final class NotifyBroadcast: RunHooks {
     let window = measuredWindow(settings)
     state.withLock { s in
       s.opened = opened
+      s.subscribed = subscribed
       s.window = window
     }
   }
@@ -960,7 +988,7 @@ final class NotifyBroadcast: RunHooks {
               self.duplicates.add(1, ordering: .relaxed)
               continue
             }
-            self.arrived(round, at: at)
+            self.arrived(round, eventID: message.eventID, at: at)
           case .caughtUp:
             self.state.withLock { $0.caughtUp += 1 }
           case .heartbeat:
@@ -982,9 +1010,14 @@ final class NotifyBroadcast: RunHooks {
     }
   }
 
-  private func arrived(_ round: Int, at: ContinuousClock.Instant) {
+  private func arrived(_ round: Int, eventID: String, at: ContinuousClock.Instant) {
     let signal = state.withLock { s -> AsyncStream<Void>.Continuation? in
       s.counts[round, default: 0] += 1
+      if let first = s.eventIDs[round] {
+        if first != eventID { s.mismatchedEventIDs += 1 }
+      } else {
+        s.eventIDs[round] = eventID
+      }
       guard s.current?.number == round else { return nil }
       s.current!.arrivals.append(at)
       return s.current!.arrivals.count == streamCount ? s.current!.signal : nil
@@ -1112,8 +1145,11 @@ final class NotifyBroadcast: RunHooks {
     let missing = missingRounds.map { streamCount - (s.counts[$0] ?? 0) }.reduce(0, +)
     let perAccount = Double(streamCount) / Double(accounts.count)
     var extra = ExtraFigures(streams: streamCount, comparableToPing: false)
+    let limit = config.maxStreamsPerAccount
+    let accountsWhy = accounts.count > min(config.broadcastAccounts, streamCount)
+      ? " (more than --notify-accounts \(config.broadcastAccounts): the server allows \(limit) streams per account)" : ""
     extra.about = [
-      "\(streamCount) live Subscribe stream\(streamCount == 1 ? "" : "s") over \(accounts.count) account\(accounts.count == 1 ? "" : "s") (\(perAccount == perAccount.rounded() ? String(Int(perAccount)) : fixed(perAccount, 1)) streams each; "
+      "\(streamCount) live Subscribe stream\(streamCount == 1 ? "" : "s") over \(accounts.count) account\(accounts.count == 1 ? "" : "s")\(accountsWhy) (\(perAccount == perAccount.rounded() ? String(Int(perAccount)) : fixed(perAccount, 1)) streams each; "
         + "\(pool.description)), each subscribed to topic \(topic); \(connectionCount) HTTP/2 connection\(connectionCount == 1 ? "" : "s") of ≤ \(config.streamsPerConnection) streams",
       "a call is a round: publish one topic message, wait for its arrival on every stream, then wait out \(trimmed(config.broadcastInterval.seconds * 1000)) ms; "
         + "the table's latency is publish → last stream",
@@ -1127,12 +1163,17 @@ final class NotifyBroadcast: RunHooks {
     let heartbeats = heartbeats.exchange(0, ordering: .relaxed)
     extra.notes.append(
       "\(streamCount) stream\(streamCount == 1 ? "" : "s") subscribed and caught up in \(fixed(s.opened.seconds, 2)) s "
-        + "(SubscribeTopic × \(accounts.count), then Subscribe × \(streamCount))\(closing); "
+        + "(SubscribeTopic × \(accounts.count) took \(fixed(s.subscribed.seconds, 2)) s of it, 16 at a time)\(closing); "
         + "\(s.measuredRounds) measured rounds of \(s.published.count); \(heartbeats) heartbeats received")
     let deliveries = s.published.map { s.counts[$0] ?? 0 }.reduce(0, +)
     var failed = 0
-    if missing == 0 && duplicates == 0 {
-      extra.notes.append("exactly once: each of the \(streamCount) streams got each of the \(s.published.count) messages once (\(deliveries) deliveries)")
+    if missing == 0 && duplicates == 0 && s.mismatchedEventIDs == 0 {
+      extra.notes.append(
+        "exactly once: each of the \(streamCount) streams got each of the \(s.published.count) messages once, with the same event_id on every stream (\(deliveries) deliveries)")
+    }
+    if s.mismatchedEventIDs > 0 {
+      failed += s.mismatchedEventIDs
+      extra.notes.append("FAILED: \(s.mismatchedEventIDs) deliveries carried another event_id than the same message on other streams")
     }
     if missing > 0 {
       failed += missingRounds.count

@@ -77,8 +77,11 @@ struct OWBench: AsyncParsableCommand {
   @Option(help: "notify-broadcast: live subscriber streams (notify-broadcast-1k and -10k fix it at 1000 and 10000).")
   var subscribers = 1000
 
-  @Option(help: "notify-broadcast*: accounts the streams are spread over (caseworkers made by the administrator; each stream of an account gets every topic message).")
+  @Option(help: "notify-broadcast*: accounts the streams are spread over (caseworkers made by the administrator; each stream of an account gets every topic message); more when --max-streams-per-account requires.")
   var notifyAccounts = 200
+
+  @Option(help: "notify-broadcast*: the server's --max-inbox-streams-per-account (its default is 32).")
+  var maxStreamsPerAccount = 32
 
   func validate() throws {
     guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
@@ -90,6 +93,7 @@ struct OWBench: AsyncParsableCommand {
     guard directSubscribers >= 1 else { throw ValidationError("--direct-subscribers must be at least 1") }
     guard subscribers >= 1 else { throw ValidationError("--subscribers must be at least 1") }
     guard notifyAccounts >= 1 else { throw ValidationError("--notify-accounts must be at least 1") }
+    guard maxStreamsPerAccount >= 1 else { throw ValidationError("--max-streams-per-account must be at least 1") }
     _ = try selectedScenarios()
     if spawn != nil, server != nil || serverPid != nil {
       throw ValidationError("--spawn starts its own server: don't combine it with --server or --server-pid")
@@ -131,6 +135,7 @@ struct OWBench: AsyncParsableCommand {
       $0.directSubscribers = directSubscribers
       $0.broadcastSubscribers = subscribers
       $0.broadcastAccounts = notifyAccounts
+      $0.maxStreamsPerAccount = maxStreamsPerAccount
     }
     if let spawn, let spawned, NotifyBench.uses(settings.scenarios) {
       do {
