@@ -73,6 +73,19 @@ public struct NewTemplate: Sendable, Equatable {
   }
 }
 
+/// How far one account's stream sent: its inbox, and topics by code.
+public struct SentPositions: Sendable, Equatable {
+  public var accountID: String
+  public var inbox: Int64?
+  public var topics: [String: Int64]
+
+  public init(accountID: String, inbox: Int64?, topics: [String: Int64]) {
+    self.accountID = accountID
+    self.inbox = inbox
+    self.topics = topics
+  }
+}
+
 /// A page of an inbox or a topic, newest first.
 public struct InboxPage: Sendable {
   public var entries: [InboxEntry]
@@ -141,8 +154,9 @@ public protocol NotificationStore: Sendable {
   func pendingInbox(accountID: String, after seq: Int64, limit: Int, now: Date) async throws -> [InboxEntry]
   /// A topic's messages after `seq`, oldest first, skipping replaced and expired ones.
   func pendingTopic(topic: String, after seq: Int64, limit: Int, now: Date) async throws -> [InboxEntry]
-  /// Records how far a stream has sent (monotonic); best effort, for delivery counts.
-  func recordSent(accountID: String, inbox: Int64?, topics: [String: Int64]) async throws
+  /// Records how far streams have sent (monotonic), many in one transaction; best effort, for
+  /// delivery counts.
+  func recordSent(_ positions: [SentPositions]) async throws
   /// Moves the cursors forward (never back), marks inbox messages up to `inbox` delivered, and
   /// returns the cursors. Topics the account does not subscribe to are `notFound`.
   func acknowledge(accountID: String, inbox: Int64?, topics: [String: Int64], now: Date) async throws -> StreamCursors

@@ -43,6 +43,7 @@ import Testing
       let ack = try await env.inboxAPI.ack(.with { $0.upToSeq = 4 }, metadata: bearer(citizen.token))
       #expect(ack.inboxAckedSeq == 4)
       await first.stop()
+      #expect(try await eventually { try await env.store.notifications.streamCursors(accountID: citizen.id).inbox.sent == 6 })
       for i in 7...8 { try await env.publish(admin, to: .account(citizen.id), text: "m\(i)") }
 
       let second = InboxRecorder.open(env.clients.grpc, token: citizen.token)
@@ -289,6 +290,10 @@ import Testing
       #expect(try await env.count("topic_messages") == 1)
       #expect(try await env.count("inbox_messages") == 0)
 
+      // The server records how far the closed streams sent (batched, a moment later).
+      #expect(try await eventually {
+        try await env.store.notifications.streamCursors(accountID: citizens[1].id).topics["district.310104"]?.sent == 1
+      })
       // Each subscriber's own cursor: one acknowledges, the other gets it again on resume.
       _ = try await env.inboxAPI.ack(
         .with { $0.topics = [.with { $0.topic = "district.310104"; $0.seq = 1 }] }, metadata: bearer(citizens[0].token))

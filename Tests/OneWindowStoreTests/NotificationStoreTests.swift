@@ -227,7 +227,7 @@ private enum N {
       let a = try await N.account(store)
       for _ in 1...3 { _ = try await n.publish(N.publication(.account(a)), now: t0, limits: InboxLimits()) }
       #expect(try await n.beginStream(accountID: a).inbox == StreamCursor())
-      try await n.recordSent(accountID: a, inbox: 3, topics: [:])
+      try await n.recordSent([SentPositions(accountID: a, inbox: 3, topics: [:])])
       // A new stream while messages were sent but not acknowledged: one more round.
       let second = try await n.beginStream(accountID: a)
       #expect(second.inbox == StreamCursor(acked: 0, sent: 3, rounds: 1))

@@ -11,6 +11,7 @@ import OneWindowStore
 struct InboxService: Onewindow_V1_InboxService.SimpleServiceProtocol {
   let store: any Store
   let hub: NotificationHub
+  let sentPositions: SentPositionRecorder
   let settings: NotificationSettings
   let clock: any WallClock
   let shutdown: StreamShutdown
@@ -26,7 +27,7 @@ struct InboxService: Onewindow_V1_InboxService.SimpleServiceProtocol {
     try Check.optionalText(request.device, field: "device", max: 64)
     let stream = InboxStream(
       store: store.notifications, identity: store.identity, hub: hub, principal: p, heartbeat: settings.heartbeat,
-      maxStreamsPerAccount: settings.maxStreamsPerAccount, clock: clock, shutdown: shutdown)
+      maxStreamsPerAccount: settings.maxStreamsPerAccount, sentPositions: sentPositions, clock: clock, shutdown: shutdown)
     try await stream.run(afterSeq: request.hasAfterSeq ? request.afterSeq : nil, response: response, context: context)
   }
 

@@ -19,6 +19,7 @@ struct InboxStream {
   let principal: Principal
   let heartbeat: Duration
   let maxStreamsPerAccount: Int
+  let sentPositions: SentPositionRecorder
   let clock: any WallClock
   let shutdown: StreamShutdown
 
@@ -66,6 +67,8 @@ struct InboxStream {
         message: "this account already has \(maxStreamsPerAccount) inbox streams open: close one (each device needs only one)")
     }
     defer { hub.unregister(token) }
+    // A previous stream of this account may have just closed: its sent positions first.
+    await sentPositions.flush()
     let cursors = try await store.beginStream(accountID: account)
     hub.setTopics(token, Set(cursors.topics.keys))
     var positions = Positions(inbox: cursors.inbox.acked, topics: cursors.topics.mapValues(\.acked), startCursors: cursors)
@@ -75,9 +78,12 @@ struct InboxStream {
     do {
       try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { [heartbeat] in
+          // The first one at a random point of the interval, so that streams opened together
+          // (a reconnect storm) do not all beat, and read the store, at the same moment.
+          try await Task.sleep(for: heartbeat * Double.random(in: 0.5...1))
           while !Task.isCancelled {
-            try await Task.sleep(for: heartbeat)
             continuation.yield(.heartbeat)
+            try await Task.sleep(for: heartbeat)
           }
         }
         defer { group.cancelAll() }
@@ -201,16 +207,14 @@ struct InboxStream {
     }
   }
 
-  /// Remembers how far this stream sent (for the next stream's delivery counts). Best effort,
-  /// off the stream's path: a crash only undercounts redeliveries.
+  /// Remembers how far this stream sent (for the next stream's delivery counts), batched with
+  /// other streams' by the recorder.
   private func recordSent(_ positions: Positions) {
     let start = positions.startCursors
     let topics = positions.topics.filter { $0.value > (start.topics[$0.key]?.sent ?? 0) }
     let inbox = positions.inbox > start.inbox.sent ? positions.inbox : nil
     guard inbox != nil || !topics.isEmpty else { return }
-    Task { [store, account = principal.accountID] in
-      try? await store.recordSent(accountID: account, inbox: inbox, topics: topics)
-    }
+    sentPositions.record(SentPositions(accountID: principal.accountID, inbox: inbox, topics: topics))
   }
 
   static let shuttingDown = RPCError(code: .unavailable, message: "the server is shutting down: reconnect and subscribe again")

@@ -35,6 +35,33 @@ final class NotificationHub: Sendable {
 
   private let state = Mutex(State())
 
+  /// Pushes wait here in commit order and are routed by one task, so a publish returns as soon
+  /// as it has committed, whatever the number of live streams it reaches.
+  private enum Work: Sendable {
+    case inbox([(accountID: String, entry: InboxEntry)])
+    case topic(InboxEntry)
+    case subscription(accountID: String, topic: String, cursor: Int64?)
+  }
+
+  private let queue: AsyncStream<Work>.Continuation
+
+  init() {
+    let (work, queue) = AsyncStream.makeStream(of: Work.self)
+    self.queue = queue
+    Task { [self] in
+      for await item in work {
+        switch item {
+        case .inbox(let messages): route(inbox: messages)
+        case .topic(let entry): route(topic: entry)
+        case .subscription(let accountID, let topic, let cursor): route(accountID: accountID, topic: topic, cursor: cursor)
+        }
+      }
+    }
+  }
+
+  /// Stops routing (server shutdown); streams end on their own.
+  func close() { queue.finish() }
+
   /// Registers a stream; keep the token to unregister it. nil when the account already has
   /// `limit` streams open.
   func register(accountID: String, topics: Set<String>, limit: Int, listener: @escaping Listener) -> UInt64? {
@@ -79,6 +106,20 @@ final class NotificationHub: Sendable {
   /// Forwards inbox messages to every stream of their owners.
   func deliver(inbox messages: [(accountID: String, entry: InboxEntry)]) {
     guard !messages.isEmpty else { return }
+    queue.yield(.inbox(messages))
+  }
+
+  /// Forwards a topic message to every live subscriber's streams.
+  func deliver(topic entry: InboxEntry) {
+    queue.yield(.topic(entry))
+  }
+
+  /// Routes a topic's messages to (or away from) the account's open streams.
+  func subscriptionChanged(accountID: String, topic: String, cursor: Int64?) {
+    queue.yield(.subscription(accountID: accountID, topic: topic, cursor: cursor))
+  }
+
+  private func route(inbox messages: [(accountID: String, entry: InboxEntry)]) {
     let targets: [(Listener, Push)] = state.withLock { s in
       var out: [(Listener, Push)] = []
       for (accountID, entry) in messages {
@@ -91,8 +132,7 @@ final class NotificationHub: Sendable {
     for (listener, push) in targets { listener(push) }
   }
 
-  /// Forwards a topic message to every live subscriber's streams.
-  func deliver(topic entry: InboxEntry) {
+  private func route(topic entry: InboxEntry) {
     guard let topic = entry.topic else { return }
     let listeners: [Listener] = state.withLock { s in
       (s.byTopic[topic] ?? []).compactMap { s.sessions[$0]?.listener }
@@ -102,8 +142,7 @@ final class NotificationHub: Sendable {
     for listener in listeners { listener(push) }
   }
 
-  /// Routes a topic's messages to (or away from) the account's open streams.
-  func subscriptionChanged(accountID: String, topic: String, cursor: Int64?) {
+  private func route(accountID: String, topic: String, cursor: Int64?) {
     let listeners: [Listener] = state.withLock { s in
       let tokens = s.byAccount[accountID] ?? []
       for token in tokens {

@@ -77,7 +77,8 @@ public final class ServerApp: Sendable {
       reminders: DeadlineReminders(cases: store.cases, publisher: publisher, calendar: config.cases.calendar, logger: logger),
       clock: clock, logger: logger, interval: config.notifications.schedulerInterval, wake: scheduled)
     let inbox = InboxService(
-      store: store, hub: hub, settings: config.notifications, clock: clock, shutdown: streams, logger: logger)
+      store: store, hub: hub, sentPositions: SentPositionRecorder(store: store.notifications), settings: config.notifications,
+      clock: clock, shutdown: streams, logger: logger)
     let notify = NotifyService(
       store: store, publisher: publisher, secrets: secrets, settings: config.notifications, clock: clock, logger: logger)
     let cases = CaseService(
@@ -149,6 +150,7 @@ public final class ServerApp: Sendable {
   public func beginGracefulShutdown() {
     health.shutDown()
     streams.close()
+    hub.close()
     server.beginGracefulShutdown()
   }
 

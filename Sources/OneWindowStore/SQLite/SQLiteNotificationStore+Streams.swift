@@ -77,7 +77,18 @@ extension SQLiteNotificationStore {
   }
 
   func beginStream(accountID: String) async throws -> StreamCursors {
-    try await pool.write { db in
+    // The common case (an inbox head exists, nothing sent unacknowledged) is a read: opening
+    // thousands of streams at once must not queue thousands of writes.
+    let unchanged = try await pool.read { db -> StreamCursors? in
+      guard try Bool.fetchOne(db, sql: "SELECT 1 FROM inbox_heads WHERE account_id = ?", arguments: [accountID]) == true else {
+        return nil
+      }
+      let current = try Self.cursors(db, accountID: accountID)
+      let needsRound = current.inbox.sent > current.inbox.acked || current.topics.values.contains { $0.sent > $0.acked }
+      return needsRound ? nil : current
+    }
+    if let unchanged { return unchanged }
+    return try await pool.write { db in
       try Self.ensureInboxHead(db, accountID: accountID)
       let current = try Self.cursors(db, accountID: accountID)
       let inbox = current.inbox.beginningStream()
@@ -145,21 +156,20 @@ extension SQLiteNotificationStore {
     }
   }
 
-  func recordSent(accountID: String, inbox: Int64?, topics: [String: Int64]) async throws {
-    guard inbox != nil || !topics.isEmpty else { return }
+  func recordSent(_ positions: [SentPositions]) async throws {
+    let positions = positions.filter { $0.inbox != nil || !$0.topics.isEmpty }
+    guard !positions.isEmpty else { return }
     try await pool.write { db in
-      if let inbox {
-        try db.execute(
-          sql: "UPDATE inbox_heads SET sent_seq = MAX(sent_seq, MIN(?, last_seq)) WHERE account_id = ?",
-          arguments: [inbox, accountID])
-      }
-      for (topic, seq) in topics {
-        try db.execute(
-          sql: """
-            UPDATE topic_subscriptions SET sent_seq = MAX(sent_seq, MIN(?, (SELECT last_seq FROM topics WHERE code = ?)))
-            WHERE account_id = ? AND topic = ?
-            """,
-          arguments: [seq, topic, accountID, topic])
+      let inboxUpdate = try db.cachedStatement(
+        sql: "UPDATE inbox_heads SET sent_seq = MAX(sent_seq, MIN(?, last_seq)) WHERE account_id = ?")
+      let topicUpdate = try db.cachedStatement(
+        sql: """
+          UPDATE topic_subscriptions SET sent_seq = MAX(sent_seq, MIN(?, (SELECT last_seq FROM topics WHERE code = ?)))
+          WHERE account_id = ? AND topic = ?
+          """)
+      for p in positions {
+        if let inbox = p.inbox { try inboxUpdate.execute(arguments: [inbox, p.accountID]) }
+        for (topic, seq) in p.topics { try topicUpdate.execute(arguments: [seq, topic, p.accountID, topic]) }
       }
     }
   }
