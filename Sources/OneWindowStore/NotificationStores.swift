@@ -73,6 +73,28 @@ public struct NewTemplate: Sendable, Equatable {
   }
 }
 
+/// The last seq of an account's inbox and of each topic it subscribes to (with the account's
+/// acknowledged cursor of that topic).
+public struct StreamHeads: Sendable, Equatable {
+  public struct Topic: Sendable, Equatable {
+    public var acked: Int64
+    public var head: Int64
+
+    public init(acked: Int64, head: Int64) {
+      self.acked = acked
+      self.head = head
+    }
+  }
+
+  public var inbox: Int64
+  public var topics: [String: Topic]
+
+  public init(inbox: Int64, topics: [String: Topic]) {
+    self.inbox = inbox
+    self.topics = topics
+  }
+}
+
 /// How far one account's stream sent: its inbox, and topics by code.
 public struct SentPositions: Sendable, Equatable {
   public var accountID: String
@@ -147,6 +169,9 @@ public protocol NotificationStore: Sendable {
   func beginStream(accountID: String) async throws -> StreamCursors
   /// The account's cursors as stored (read only).
   func streamCursors(accountID: String) async throws -> StreamCursors
+  /// The heads of the account's inbox and subscribed topics, with each topic's acknowledged
+  /// cursor: what a live stream compares its positions with (one cheap read).
+  func streamHeads(accountID: String) async throws -> StreamHeads
   /// Inbox messages after `seq` still to send, oldest first, at most `limit`: neither replaced
   /// nor expired (acknowledged ones included: the stream's own position decides, since another
   /// device may acknowledge while this one catches up). Messages whose TTL passed are marked

@@ -157,13 +157,24 @@ struct InboxStream {
   }
 
   /// Re-reads the account's subscriptions (a subscription push may have been dropped or have
-  /// raced the stream's start) and sends everything committed after the stream's positions.
+  /// raced the stream's start) and the heads, and reads from the store whatever was committed
+  /// after the stream's positions — usually nothing, so this is one cheap read.
   private func resynchronize(_ positions: inout Positions, token: UInt64, response: RPCWriter<Onewindow_V1_InboxEvent>) async throws {
-    let stored = try await store.streamCursors(accountID: principal.accountID).topics
-    for (topic, cursor) in stored where positions.topics[topic] == nil { positions.topics[topic] = cursor.acked }
-    for topic in positions.topics.keys where stored[topic] == nil { positions.topics[topic] = nil }
+    let heads = try await store.streamHeads(accountID: principal.accountID)
+    for (topic, t) in heads.topics where positions.topics[topic] == nil { positions.topics[topic] = t.acked }
+    for topic in positions.topics.keys where heads.topics[topic] == nil { positions.topics[topic] = nil }
     hub.setTopics(token, Set(positions.topics.keys))
-    try await catchUp(&positions, response: response)
+    // Everything up to a head read before catching up has been seen once the catch-up ends
+    // (rows past the last sent one were deleted, replaced or expired), so the position moves to
+    // the head and the next heartbeat does not read again.
+    if heads.inbox > positions.inbox {
+      try await catchUpInbox(&positions, response: response)
+      positions.inbox = max(positions.inbox, heads.inbox)
+    }
+    for (topic, t) in heads.topics where t.head > (positions.topics[topic] ?? t.head) {
+      try await catchUpTopic(topic, &positions, response: response)
+      positions.topics[topic] = max(positions.topics[topic] ?? 0, t.head)
+    }
   }
 
   private func send(

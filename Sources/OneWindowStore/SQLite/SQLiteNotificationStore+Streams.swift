@@ -76,6 +76,22 @@ extension SQLiteNotificationStore {
     try await pool.read { db in try Self.cursors(db, accountID: accountID) }
   }
 
+  func streamHeads(accountID: String) async throws -> StreamHeads {
+    try await pool.read { db in
+      let inbox = try Int64.fetchOne(
+        db.cachedStatement(sql: "SELECT last_seq FROM inbox_heads WHERE account_id = ?"), arguments: [accountID]) ?? 0
+      var topics: [String: StreamHeads.Topic] = [:]
+      let rows = try Row.fetchAll(
+        db.cachedStatement(sql: """
+          SELECT s.topic, s.acked_seq, t.last_seq FROM topic_subscriptions s JOIN topics t ON t.code = s.topic
+          WHERE s.account_id = ?
+          """),
+        arguments: [accountID])
+      for row in rows { topics[row[0]] = StreamHeads.Topic(acked: row[1], head: row[2]) }
+      return StreamHeads(inbox: inbox, topics: topics)
+    }
+  }
+
   func beginStream(accountID: String) async throws -> StreamCursors {
     // The common case (an inbox head exists, nothing sent unacknowledged) is a read: opening
     // thousands of streams at once must not queue thousands of writes.
