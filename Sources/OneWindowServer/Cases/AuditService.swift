@@ -41,10 +41,10 @@ struct AuditService: Onewindow_V1_AuditService.SimpleServiceProtocol {
   func listAuditEntries(
     request: Onewindow_V1_ListAuditEntriesRequest, context: ServerContext
   ) async throws -> Onewindow_V1_ListAuditEntriesResponse {
-    let size = try CaseService.pageSize(request.pageSize, default: 50, max: 200)
+    let size = try Paging.pageSize(request.pageSize, default: 50, max: 200)
     var before: Int64?
     if !request.pageToken.isEmpty {
-      guard let n = Int64(try CaseService.token(request.pageToken, prefix: "a")) else { throw CaseService.badToken }
+      guard let n = Int64(try Paging.token(request.pageToken, prefix: "a")) else { throw Paging.badToken }
       before = n
     }
     let entries = try await store.audit.entries(
@@ -53,7 +53,7 @@ struct AuditService: Onewindow_V1_AuditService.SimpleServiceProtocol {
     return .with {
       $0.entries = entries.prefix(size).map(Onewindow_V1_AuditEntry.init)
       if entries.count > size, let last = entries.prefix(size).last {
-        $0.nextPageToken = CaseService.makeToken("a", "\(last.sequence)")
+        $0.nextPageToken = Paging.makeToken("a", "\(last.sequence)")
       }
     }
   }

@@ -108,11 +108,11 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
 
   func listMyCases(request: Onewindow_V1_ListMyCasesRequest, context: ServerContext) async throws -> Onewindow_V1_ListCasesResponse {
     let p = try RequestContext.require([.citizen, .enterprise])
-    let size = try Self.pageSize(request.pageSize, default: 20, max: 100)
+    let size = try Paging.pageSize(request.pageSize, default: 20, max: 100)
     var after: (Date, String)?
     if !request.pageToken.isEmpty {
-      let parts = try Self.token(request.pageToken, prefix: "c").split(separator: "|", maxSplits: 1)
-      guard parts.count == 2, let ms = Int64(parts[0]), (0...4_102_444_800_000).contains(ms) else { throw Self.badToken }
+      let parts = try Paging.token(request.pageToken, prefix: "c").split(separator: "|", maxSplits: 1)
+      guard parts.count == 2, let ms = Int64(parts[0]), (0...4_102_444_800_000).contains(ms) else { throw Paging.badToken }
       after = (Date(timeIntervalSince1970: Double(ms) / 1000), String(parts[1]))
     }
     let cases = try await store.cases.cases(applicantID: p.accountID, limit: size + 1, after: after)
@@ -120,7 +120,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
     return .with {
       $0.cases = cases.prefix(size).map { view($0, .applicant, now) }
       if cases.count > size, let last = cases.prefix(size).last {
-        $0.nextPageToken = Self.makeToken("c", "\(Int64((last.submittedAt.timeIntervalSince1970 * 1000).rounded()))|\(last.id)")
+        $0.nextPageToken = Paging.makeToken("c", "\(Int64((last.submittedAt.timeIntervalSince1970 * 1000).rounded()))|\(last.id)")
       }
     }
   }
@@ -238,9 +238,9 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
       }
       department = own
     }
-    let size = try Self.pageSize(request.pageSize, default: 50, max: 100)
-    let offset = request.pageToken.isEmpty ? 0 : (Int(try Self.token(request.pageToken, prefix: "q")) ?? -1)
-    guard (0...100_000).contains(offset) else { throw Self.badToken }
+    let size = try Paging.pageSize(request.pageSize, default: 50, max: 100)
+    let offset = request.pageToken.isEmpty ? 0 : (Int(try Paging.token(request.pageToken, prefix: "q")) ?? -1)
+    guard (0...100_000).contains(offset) else { throw Paging.badToken }
     let days = request.dueSoonDays == 0 ? 3 : Int(request.dueSoonDays)
     try Check.range(days, field: "due_soon_days", 1...60)
     let now = clock.now()
@@ -274,7 +274,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
           $0.submittedAt = .init(r.submittedAt)
         }
       }
-      if page.cases.count > size { $0.nextPageToken = Self.makeToken("q", "\(offset + size)") }
+      if page.cases.count > size { $0.nextPageToken = Paging.makeToken("q", "\(offset + size)") }
       $0.overdueCount = Int32(page.overdue)
       $0.dueSoonCount = Int32(page.dueSoon)
     }
@@ -325,10 +325,10 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
     request: Onewindow_V1_ListCaseAccessRequest, context: ServerContext
   ) async throws -> Onewindow_V1_ListCaseAccessResponse {
     let p = try RequestContext.require([.citizen, .enterprise])
-    let size = try Self.pageSize(request.pageSize, default: 50, max: 200)
+    let size = try Paging.pageSize(request.pageSize, default: 50, max: 200)
     var before: Int64?
     if !request.pageToken.isEmpty {
-      guard let n = Int64(try Self.token(request.pageToken, prefix: "a")) else { throw Self.badToken }
+      guard let n = Int64(try Paging.token(request.pageToken, prefix: "a")) else { throw Paging.badToken }
       before = n
     }
     var target: String?
@@ -356,7 +356,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
     }
     return .with {
       $0.entries = out
-      if entries.count > size, let last = entries.prefix(size).last { $0.nextPageToken = Self.makeToken("a", "\(last.sequence)") }
+      if entries.count > size, let last = entries.prefix(size).last { $0.nextPageToken = Paging.makeToken("a", "\(last.sequence)") }
     }
   }
 
@@ -400,22 +400,5 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
           raw.utf8.allSatisfy({ Base64URL.isAlphabet($0) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: ":") })
     else { throw ValidationError("idempotency_key", "must be 8–64 characters of letters, digits, '-', '_', '.' or ':' (e.g. a UUID)") }
     return raw
-  }
-
-  static func pageSize(_ raw: Int32, default d: Int, max: Int) throws(ValidationError) -> Int {
-    if raw == 0 { return d }
-    try Check.range(Int(raw), field: "page_size", 1...max)
-    return Int(raw)
-  }
-
-  static let badToken = ValidationError("page_token", "is malformed; pass the next_page_token of the previous page")
-
-  static func makeToken(_ prefix: String, _ body: String) -> String { Base64URL.encode(Array("\(prefix):\(body)".utf8)) }
-
-  static func token(_ token: String, prefix: String) throws(ValidationError) -> String {
-    guard let bytes = Base64URL.decode(token), let text = String(validating: bytes, as: UTF8.self), text.hasPrefix("\(prefix):") else {
-      throw badToken
-    }
-    return String(text.dropFirst(prefix.count + 1))
   }
 }

@@ -212,31 +212,27 @@ extension Onewindow_V1_StreamPositions {
   }
 }
 
-/// Page tokens of the notification lists: the last item's seq or id, base64url-wrapped so
-/// clients treat them as opaque.
+/// Page tokens of the notification lists: the last item's seq (inbox, topics) or id
+/// (publications, deliveries).
 enum NotificationPaging {
-  static func pageSize(_ requested: Int32, default fallback: Int = 50, max: Int = 200) throws(ValidationError) -> Int {
-    guard requested >= 0, Int(requested) <= max else { throw ValidationError("page_size", "must be 0–\(max) (0: \(fallback))") }
-    return requested == 0 ? fallback : Int(requested)
+  static func pageSize(_ requested: Int32) throws(ValidationError) -> Int {
+    try Paging.pageSize(requested, default: 50, max: 200)
   }
 
-  static func seqToken(_ seq: Int64) -> String { Base64URL.encode(Array("s:\(seq)".utf8)) }
+  static func seqToken(_ seq: Int64) -> String { Paging.makeToken("s", "\(seq)") }
 
   static func seq(fromToken token: String) throws(ValidationError) -> Int64? {
     guard !token.isEmpty else { return nil }
-    guard let bytes = Base64URL.decode(token), let text = String(validating: bytes, as: UTF8.self), text.hasPrefix("s:"),
-          let seq = Int64(text.dropFirst(2)), seq > 0
-    else { throw ValidationError("page_token", "is not a token from this list: pass next_page_token unchanged") }
+    guard let seq = Int64(try Paging.token(token, prefix: "s")), seq > 0 else { throw Paging.badToken }
     return seq
   }
 
-  static func idToken(_ id: String) -> String { Base64URL.encode(Array("i:\(id)".utf8)) }
+  static func idToken(_ id: String) -> String { Paging.makeToken("i", id) }
 
   static func id(fromToken token: String) throws(ValidationError) -> String? {
     guard !token.isEmpty else { return nil }
-    guard let bytes = Base64URL.decode(token), let text = String(validating: bytes, as: UTF8.self), text.hasPrefix("i:"),
-          (1...64).contains(text.utf8.count - 2)
-    else { throw ValidationError("page_token", "is not a token from this list: pass next_page_token unchanged") }
-    return String(text.dropFirst(2))
+    let id = try Paging.token(token, prefix: "i")
+    guard (1...64).contains(id.utf8.count) else { throw Paging.badToken }
+    return id
   }
 }
