@@ -96,6 +96,7 @@ public struct OneWindowClients: Sendable {
   public var audit: Onewindow_V1_AuditService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
   public var inbox: Onewindow_V1_InboxService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
   public var notify: Onewindow_V1_NotifyService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
+  public var payments: Onewindow_V1_PaymentService.Client<HTTP2ClientTransport.Posix> { .init(wrapping: grpc) }
 
   /// Connects, runs `body`, then closes the connection gracefully.
   public static func with<T: Sendable>(

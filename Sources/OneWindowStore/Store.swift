@@ -14,6 +14,7 @@ public protocol Store: Sendable {
   var evaluations: any EvaluationStore { get }
   var audit: any AuditStore { get }
   var notifications: any NotificationStore { get }
+  var payments: any PaymentStore { get }
   /// Flushes and closes the database; call once after the server has drained.
   func close() async throws
 }
@@ -30,6 +31,9 @@ public enum StoreError: Error, Equatable, Sendable {
   case failedPrecondition(String)
   /// The caller may not touch this row (it belongs to someone else).
   case permissionDenied(String)
+  /// The request collides with an existing one (an idempotency key reused with other
+  /// parameters, a second order for a case); the message says with what.
+  case conflict(String)
 }
 
 // MARK: - Identity

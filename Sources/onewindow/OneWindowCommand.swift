@@ -10,7 +10,7 @@ struct OneWindowCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "onewindow",
     abstract: "OneWindow 一网通办 government services backend.",
-    subcommands: [Serve.self, Migrate.self, SeedDemo.self, Admin.self, Audit.self],
+    subcommands: [Serve.self, Migrate.self, SeedDemo.self, Admin.self, Audit.self, Payments.self],
     defaultSubcommand: Serve.self)
 }
 
@@ -58,6 +58,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Port to listen on; 0 picks a free one. [env: ONEWINDOW_PORT] (default: 50051)")
   var port: Int?
 
+  @Option(help: "Plain-HTTP port for /healthz, /metrics and callbacks, on the same address; 0 picks a free one. [env: ONEWINDOW_HTTP_PORT] (default: 8081)")
+  var httpPort: Int?
+
   @Option(help: "PEM certificate chain for TLS. [env: ONEWINDOW_TLS_CERT]")
   var tlsCert: String?
 
@@ -100,6 +103,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Attempts per webhook delivery before it is dead-lettered. [env: ONEWINDOW_WEBHOOK_MAX_ATTEMPTS] (default: 6)")
   var webhookMaxAttempts: Int?
 
+  @Option(help: "Sandbox payments only: seconds the sandbox provider waits before each callback (testing lost callbacks). [env: ONEWINDOW_SANDBOX_CALLBACK_DELAY_SECONDS] (default: 0)")
+  var sandboxCallbackDelaySeconds: Int?
+
   @Flag(help: "Load the demo catalog and demo accounts into an empty database and print their passwords.")
   var demo = false
 
@@ -107,6 +113,7 @@ struct Serve: AsyncParsableCommand {
     var config = ServerConfig()
     config.host = host ?? Environment.value("ONEWINDOW_HOST") ?? config.host
     if let p = port ?? Environment.value("ONEWINDOW_PORT").flatMap(Int.init) { config.port = p }
+    if let p = httpPort ?? Environment.value("ONEWINDOW_HTTP_PORT").flatMap(Int.init) { config.httpPort = p }
     config.dataDirectory = data.resolvedDataDirectory
     config.tlsCertificatePath = tlsCert ?? Environment.value("ONEWINDOW_TLS_CERT")
     config.tlsKeyPath = tlsKey ?? Environment.value("ONEWINDOW_TLS_KEY")
@@ -152,6 +159,10 @@ struct Serve: AsyncParsableCommand {
       guard (1...20).contains(attempts) else { throw ValidationError("--webhook-max-attempts must be 1–20") }
       config.notifications.retry.maxAttempts = attempts
     }
+    if let seconds = sandboxCallbackDelaySeconds ?? Environment.value("ONEWINDOW_SANDBOX_CALLBACK_DELAY_SECONDS").flatMap(Int.init) {
+      guard (0...86_400).contains(seconds) else { throw ValidationError("--sandbox-callback-delay-seconds must be 0–86400") }
+      config.payments.sandboxCallbackDelay = .seconds(seconds)
+    }
     do { try config.validate() } catch { throw ValidationError(error.description) }
 
     let logger = try data.makeLogger()
@@ -170,8 +181,11 @@ struct Serve: AsyncParsableCommand {
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await app.runUntilSignalled() }
       let port = try await app.listeningPort()
+      let httpPort = try await app.httpListeningPort()
+      // Tests and owbench that spawn the server pass --http-port 0 and read the bound port here.
       logger.notice("serving", metadata: [
-        "address": "\(config.host):\(port)", "tls": "\(config.usesTLS)", "data-dir": "\(config.dataDirectory)",
+        "address": "\(config.host):\(port)", "http-address": "\(config.host):\(httpPort)", "tls": "\(config.usesTLS)",
+        "data-dir": "\(config.dataDirectory)",
       ])
       try await group.waitForAll()
     }
@@ -307,6 +321,46 @@ struct Audit: AsyncParsableCommand {
         throw ExitCode(1)
       }
       print("audit log intact: \(result.checked) entries verified")
+    }
+  }
+}
+
+struct Payments: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Check the payments ledger and reconcile it with the provider.", subcommands: [Check.self, Reconcile.self])
+
+  struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Verify the ledger invariants (balanced transactions, one capture per payment, refunds ≤ captured); exit 1 on a violation.")
+
+    @OptionGroup var data: DataOptions
+
+    func run() async throws {
+      let store = try data.openStore()
+      let result = try await PaymentMaintenance.check(store: store)
+      try await store.close()
+      for line in result.lines { print(line) }
+      if !result.ok { throw ExitCode(1) }
+    }
+  }
+
+  struct Reconcile: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+      abstract: "Compare one business day (UTC+8) of the ledger with the sandbox provider's settlement file; exit 1 on mismatches.")
+
+    @OptionGroup var data: DataOptions
+
+    @Option(help: "The settlement day, YYYY-MM-DD.")
+    var date: String
+
+    func run() async throws {
+      guard let day = CivilDate(date) else { throw ValidationError("--date must be YYYY-MM-DD") }
+      let store = try data.openStore()
+      let result = try await PaymentMaintenance.reconcile(
+        store: store, dataDirectory: data.resolvedDataDirectory, day: day, logger: try data.makeLogger())
+      try await store.close()
+      for line in result.lines { print(line) }
+      if !result.ok { throw ExitCode(1) }
     }
   }
 }

@@ -8,12 +8,13 @@ import OneWindowClientPosix
 enum Scenarios {
   static let all: [Scenario] = [
     ping, catalogGet, catalogSearch, login, syncPush, syncPull, syncWatch, caseSubmit, caseTrack,
-    notifyDirect, notifyBroadcast, notifyBroadcast1k, notifyBroadcast10k,
+    notifyDirect, notifyBroadcast, notifyBroadcast1k, notifyBroadcast10k, pay,
   ]
   static var names: [String] { all.map(\.name) }
   /// Without --scenarios: all but the notification ones (NotifyScenarios.swift), which publish
-  /// as an administrator and open up to 10 000 streams.
-  static var defaultNames: [String] { names.filter { !NotifyBench.names.contains($0) } }
+  /// as an administrator and open up to 10 000 streams, and `pay`, whose setup submits thousands
+  /// of cases first.
+  static var defaultNames: [String] { names.filter { !NotifyBench.names.contains($0) && $0 != pay.name } }
 
   static func named(_ name: String) -> Scenario? { all.first { $0.name == name } }
 

@@ -13,15 +13,19 @@ import Darwin
 
 /// A `onewindow serve` process that owbench started itself (`--spawn`): a free loopback port, a
 /// fresh temporary data directory with the demo catalog, stdout (demo passwords) discarded and
-/// stderr kept in a log file for diagnostics.
+/// stderr kept in a log file for diagnostics. Its HTTP listener (/healthz, /metrics) gets
+/// `--http-port 0`; the bound port is read from the "serving" line of that log.
 final class SpawnedServer: Sendable {
   let process: Process
   let port: Int
   let dataDirectory: URL
   let logFile: URL
+  private let boundHTTPPort = Atomic<Int>(0)
 
   var pid: Int32 { process.processIdentifier }
   var address: String { "127.0.0.1:\(port)" }
+  /// The HTTP listener's port; known once `start` returned.
+  var httpPort: Int { boundHTTPPort.load(ordering: .relaxed) }
 
   private init(process: Process, port: Int, dataDirectory: URL, logFile: URL) {
     self.process = process
@@ -30,7 +34,8 @@ final class SpawnedServer: Sendable {
     self.logFile = logFile
   }
 
-  /// Starts the server and waits (at most `readyTimeout`) until health Check answers SERVING.
+  /// Starts the server and waits (at most `readyTimeout`) until health Check answers SERVING and
+  /// the log names the HTTP port.
   static func start(executable: String, readyTimeout: Duration = .seconds(30)) async throws -> SpawnedServer {
     guard FileManager.default.isExecutableFile(atPath: executable) else {
       throw BenchError("--spawn: '\(executable)' is not an executable file")
@@ -47,7 +52,9 @@ final class SpawnedServer: Sendable {
 
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = ["serve", "--host", "127.0.0.1", "--port", "\(port)", "--data-dir", dataDirectory.path, "--demo"]
+    process.arguments = [
+      "serve", "--host", "127.0.0.1", "--port", "\(port)", "--http-port", "0", "--data-dir", dataDirectory.path, "--demo",
+    ]
     process.standardInput = FileHandle.nullDevice
     process.standardOutput = FileHandle.nullDevice  // the demo account passwords
     process.standardError = try FileHandle(forWritingTo: logFile)
@@ -73,6 +80,12 @@ final class SpawnedServer: Sendable {
     while clock.now < deadline {
       guard process.isRunning else {
         throw BenchError("the server exited with status \(process.terminationStatus) before it was ready")
+      }
+      if httpPort == 0, let port = loggedHTTPPort() { boundHTTPPort.store(port, ordering: .relaxed) }
+      guard httpPort != 0 else {
+        lastError = "no \"serving\" line with http-address in the log yet"
+        try await Task.sleep(for: .milliseconds(100))
+        continue
       }
       do {
         var callOptions = CallOptions.defaults
@@ -123,6 +136,18 @@ final class SpawnedServer: Sendable {
     }
     signal(SIGINT, handler)
     signal(SIGTERM, handler)
+  }
+
+  /// The port in the `http-address=HOST:PORT` field of the server's "serving" log line.
+  private func loggedHTTPPort() -> Int? {
+    guard let data = FileManager.default.contents(atPath: logFile.path) else { return nil }
+    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasSuffix(" serving") {
+      guard let field = line.split(separator: " ").first(where: { $0.hasPrefix("http-address=") }),
+        let port = field.split(separator: ":").last.flatMap({ Int($0) })
+      else { continue }
+      return port
+    }
+    return nil
   }
 
   func logTail(lines: Int = 20) -> String {

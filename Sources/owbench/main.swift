@@ -83,6 +83,9 @@ struct OWBench: AsyncParsableCommand {
   @Option(help: "notify-broadcast*: the server's --max-inbox-streams-per-account (its default is 32).")
   var maxStreamsPerAccount = 32
 
+  @Option(help: "pay: cases the setup submits before measuring (each is paid once; the runs stop with an error when they run out).")
+  var payCases = 8000
+
   func validate() throws {
     guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
     guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
@@ -94,6 +97,7 @@ struct OWBench: AsyncParsableCommand {
     guard subscribers >= 1 else { throw ValidationError("--subscribers must be at least 1") }
     guard notifyAccounts >= 1 else { throw ValidationError("--notify-accounts must be at least 1") }
     guard maxStreamsPerAccount >= 1 else { throw ValidationError("--max-streams-per-account must be at least 1") }
+    guard (1...1_000_000).contains(payCases) else { throw ValidationError("--pay-cases must be 1–1000000") }
     _ = try selectedScenarios()
     if spawn != nil, server != nil || serverPid != nil {
       throw ValidationError("--spawn starts its own server: don't combine it with --server or --server-pid")
@@ -112,6 +116,7 @@ struct OWBench: AsyncParsableCommand {
   }
 
   func run() async throws {
+    PayBench.settings.state.withLock { $0 = payCases }
     let settings = BenchSettings(
       concurrency: concurrency, connections: min(connections, concurrency),
       load: LoadSettings(

@@ -11,6 +11,7 @@ struct AdminCommand: AsyncParsableCommand {
     subcommands: [
       AdminCatalogCommand.self, AdminDepartmentCommand.self, AdminUserCommand.self, Verify.self, Account.self,
       AdminNotifyCommand.self, AdminTemplatesCommand.self, AdminTopicsCommand.self, AdminWebhooksCommand.self,
+      AdminPaymentsCommand.self,
     ])
 
   struct Verify: OwctlCommand {

@@ -17,7 +17,7 @@ struct WorkerCommand: AsyncParsableCommand {
       """,
     subcommands: [
       Queue.self, Accept.self, Correct.self, Reject.self, StartReview.self, Suspend.self, Resume.self, Extend.self,
-      Advance.self, Approve.self, Deny.self, Complete.self, Deliver.self, Reopen.self,
+      Advance.self, Approve.self, Deny.self, Complete.self, Deliver.self, Reopen.self, WorkerFeeCommand.self,
     ])
 
   struct Queue: OwctlCommand {

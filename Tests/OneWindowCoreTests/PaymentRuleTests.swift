@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import PropertyBased
 import Testing
@@ -286,6 +287,246 @@ private func fen(_ v: Int64) -> Fen {
         }
       }
       #expect(LedgerCheck.verify(ledger).isEmpty)
+    }
+  }
+}
+
+// MARK: - Settling provider outcomes, receipts, reconciliation
+
+private let receiptKey = try! Curve25519.Signing.PrivateKey(rawRepresentation: [UInt8](repeating: 11, count: 32))
+private let receiptKeyID = SignedCertificate.keyID(of: receiptKey.publicKey)
+
+private func receiptPayload(
+  payer: String = "张三", items: [ReceiptPayload.Item] = [.init(name: "登记费", amount: fen(8000))], total: Fen = fen(8000),
+  paidAt: Date = Date(timeIntervalSince1970: 1_800_000_000.75)
+) -> ReceiptPayload {
+  ReceiptPayload(
+    number: "PJ2027-7K3M-9QWE-XY12", paymentID: "pay_01", caseID: "case_01", trackingCode: "GA-2027-000123", payerName: payer,
+    departmentCode: "gongan", items: items, total: total, paidAt: paidAt, keyID: receiptKeyID)
+}
+
+@Suite struct PaymentSettlementTests {
+  static let events: [PaymentEvent] = PaymentRuleTests.events
+
+  @Test func settleMovesProviderOutcomesThroughTheImpliedSteps() {
+    // A success reported while the payment shows started (or even created) implies submitted.
+    #expect(PaymentLifecycle.settle(.succeed, from: .started) == .moved(to: .success))
+    #expect(PaymentLifecycle.settle(.succeed, from: .created) == .moved(to: .success))
+    #expect(PaymentLifecycle.settle(.succeed, from: .submitted) == .moved(to: .success))
+    #expect(PaymentLifecycle.settle(.fail(.declined), from: .started) == .moved(to: .failed))
+    #expect(PaymentLifecycle.settle(.fail(.declined), from: .created) == .moved(to: .failed))
+    #expect(PaymentLifecycle.settle(.providerError, from: .created) == .moved(to: .error))
+    #expect(PaymentLifecycle.settle(.providerError, from: .started) == .moved(to: .error))
+    #expect(PaymentLifecycle.settle(.submit, from: .created) == .moved(to: .submitted))
+    #expect(PaymentLifecycle.settle(.submit, from: .started) == .moved(to: .submitted))
+    // A repeated submit is a no-op, not an impossible edge.
+    #expect(PaymentLifecycle.settle(.submit, from: .submitted) == .ignored)
+    // Finished payments stick.
+    #expect(PaymentLifecycle.settle(.fail(.declined), from: .success) == .ignored)
+    #expect(PaymentLifecycle.settle(.succeed, from: .failed) == .ignored)
+    #expect(PaymentLifecycle.settle(.succeed, from: .error) == .ignored)
+    #expect(PaymentLifecycle.settle(.submit, from: .cancelled) == .ignored)
+    // Non-outcomes keep apply's answer, including its refusals.
+    #expect(PaymentLifecycle.settle(.start, from: .started) == .refused)
+    #expect(PaymentLifecycle.settle(.cancel, from: .submitted) == .refused)
+    #expect(PaymentLifecycle.settle(.fail(.cancelledByUser), from: .submitted) == .refused)
+    #expect(PaymentLifecycle.settle(.expire, from: .submitted) == .moved(to: .failed))
+  }
+
+  @Test func settleAgreesWithApplyWheneverApplyAllowsTheEvent() {
+    let outcomes: Set<PaymentEvent> = [.succeed, .fail(.declined), .providerError, .submit]
+    for state in PaymentState.allCases {
+      for event in Self.events {
+        let applied = PaymentLifecycle.apply(event, to: state)
+        let settled = PaymentLifecycle.settle(event, from: state)
+        if applied != .refused {
+          #expect(settled == applied, "\(event) in \(state)")
+        } else if outcomes.contains(event) {
+          // An outcome in an unfinished state always lands somewhere reachable.
+          #expect(settled != .refused, "\(event) in \(state)")
+          if case .moved(let to) = settled { #expect(to == .submitted || to.isTerminal) }
+        } else {
+          #expect(settled == .refused, "\(event) in \(state)")
+        }
+      }
+    }
+  }
+
+  @Test func receiptPayloadsRoundTripThroughCanonicalJSON() throws {
+    let payload = receiptPayload(
+      payer: "O'Brien \"张\"\\三\n\t\u{0}\u{7F}é",
+      items: [.init(name: "工本费", amount: fen(1000)), .init(name: "登记费", amount: fen(0))], total: fen(1000))
+    #expect(payload.paidAt == Date(timeIntervalSince1970: 1_800_000_000))
+    let bytes = payload.canonicalJSON()
+    #expect(ReceiptPayload(canonicalJSON: bytes) == payload)
+    let text = String(decoding: bytes, as: UTF8.self)
+    #expect(text.hasPrefix(#"{"case_id":"case_01","department_code":"gongan","format":"onewindow-receipt/1","items":[{"amount_fen":1000,"name":"工本费"}"#))
+    #expect(text.hasSuffix(#""paid_at":1800000000,"payer_name":"O'Brien \"张\"\\三\u000a\u0009\u0000\#u{7F}é","payment_id":"pay_01","total_fen":1000,"tracking_code":"GA-2027-000123"}"#))
+    // Anything that is not exactly the canonical form is refused.
+    let spaced = Array(text.replacingOccurrences(of: #""total_fen":1000"#, with: #""total_fen": 1000"#).utf8)
+    #expect(ReceiptPayload(canonicalJSON: spaced) == nil)
+    #expect(ReceiptPayload(canonicalJSON: Array(text.replacingOccurrences(of: "onewindow-receipt/1", with: "onewindow-receipt/2").utf8)) == nil)
+    #expect(ReceiptPayload(canonicalJSON: Array(text.replacingOccurrences(of: #""amount_fen":1000"#, with: #""amount_fen":-1"#).utf8)) == nil)
+    #expect(ReceiptPayload(canonicalJSON: Array("{}".utf8)) == nil)
+    #expect(ReceiptPayload(canonicalJSON: []) == nil)
+  }
+
+  @Test func receiptPayloadsRoundTripForGeneratedText() async {
+    let text = Gen.unicodeScalar(in: "\u{0}"..."\u{24F}").map(Character.init).string(of: 0...12)
+    let cjk = Gen.character(in: "\u{4E00}"..."\u{9FA5}").string(of: 0...6)
+    await propertyCheck(input: text, cjk, Gen.int(in: 0...1_000_000).array(of: 0...4), Gen.int(in: 0...4_000_000_000)) {
+      name, chinese, amounts, seconds in
+      let items = amounts.map { ReceiptPayload.Item(name: chinese + name, amount: fen(Int64($0))) }
+      let total = fen(Int64(amounts.reduce(0, +)))
+      let payload = receiptPayload(payer: name + chinese, items: items, total: total, paidAt: Date(timeIntervalSince1970: Double(seconds)))
+      #expect(ReceiptPayload(canonicalJSON: payload.canonicalJSON()) == payload)
+      let signed = (try? SignedReceipt.sign(payload, with: receiptKey)) ?? ""
+      #expect((try? SignedReceipt.verify(signed, keys: [receiptKeyID: receiptKey.publicKey])) == payload)
+    }
+  }
+
+  @Test func signedReceiptsVerifyAndDetectTampering() throws {
+    let keys = [receiptKeyID: receiptKey.publicKey]
+    let payload = receiptPayload()
+    let signed = try SignedReceipt.sign(payload, with: receiptKey)
+    #expect(signed.hasPrefix("OWR1."))
+    #expect(try SignedReceipt.verify(signed, keys: keys) == payload)
+    #expect(try SignedReceipt.verify("  \(signed)\n", keys: keys) == payload)
+
+    // An altered amount keeps the old signature: badSignature.
+    let parts = signed.split(separator: ".").map(String.init)
+    var altered = payload
+    altered.total = fen(1)
+    altered.items = [.init(name: "登记费", amount: fen(1))]
+    let forged = "\(parts[0]).\(Base64URL.encode(altered.canonicalJSON())).\(parts[2])"
+    #expect(throws: SignedCertificate.Failure.badSignature) { try SignedReceipt.verify(forged, keys: keys) }
+    // Signed by a key the platform does not publish.
+    let stranger = Curve25519.Signing.PrivateKey()
+    #expect(throws: SignedCertificate.Failure.unknownKey(receiptKeyID)) {
+      try SignedReceipt.verify(signed, keys: [SignedCertificate.keyID(of: stranger.publicKey): stranger.publicKey])
+    }
+    // The right key id with another key's signature.
+    let impostor = try SignedReceipt.sign(payload, with: stranger)
+    #expect(throws: SignedCertificate.Failure.badSignature) { try SignedReceipt.verify(impostor, keys: keys) }
+
+    // Malformed blobs.
+    let signature = parts[2]
+    for blob in [
+      "", "garbage", "OWR1", "OWR1..", "OWC1.\(parts[1]).\(signature)", "OWR1.\(parts[1])", "\(signed).extra",
+      "OWR1.\(parts[1]).\(String(signature.dropLast(4)))", "OWR1.***.\(signature)",
+      "OWR1.\(Base64URL.encode(Array("not json".utf8))).\(signature)",
+    ] {
+      #expect(throws: SignedCertificate.Failure.malformed, "\(blob)") { try SignedReceipt.verify(blob, keys: keys) }
+    }
+    // Correctly signed bytes that are not a canonical receipt are still malformed.
+    let loose = Array(#"{"key_id":"\#(receiptKeyID)","total_fen":1}"#.utf8)
+    let looseBlob = "OWR1.\(Base64URL.encode(loose)).\(Base64URL.encode(Array(try receiptKey.signature(for: loose))))"
+    #expect(throws: SignedCertificate.Failure.malformed) { try SignedReceipt.verify(looseBlob, keys: keys) }
+
+    let number = SignedReceipt.makeNumber(year: 2027)
+    #expect(number.hasPrefix("PJ2027-") && number.count == "PJ2027-XXXX-XXXX-XXXX".count)
+    #expect(number != SignedReceipt.makeNumber(year: 2027))
+  }
+
+  @Test func reconciliationMatchesOnKindAndReference() {
+    func e(_ kind: SettlementEntry.Kind, _ reference: String, _ amount: Int64) -> SettlementEntry {
+      SettlementEntry(kind: kind, reference: reference, amount: fen(amount))
+    }
+    let ours = [e(.capture, "p1", 100), e(.capture, "p2", 200), e(.refund, "r1", 50), e(.capture, "p4", 10), e(.capture, "p4", 5),
+                e(.capture, "p5", 30), e(.capture, "x", 7)]
+    let theirs = [e(.refund, "r1", 50), e(.capture, "p1", 100), e(.capture, "p2", 201), e(.capture, "p3", 70),
+                  e(.capture, "p4", 15), e(.refund, "r9", 5), e(.refund, "x", 7)]
+    let report = Reconciliation.compare(ours: ours, theirs: theirs)
+    #expect(report.matched == 3)  // p1, r1 and p4 (10 + 5 against 15)
+    #expect(report.mismatches == [
+      ReconciliationMismatch(kind: .amountDiffers, entry: .capture, reference: "p2", ours: fen(200), theirs: fen(201)),
+      ReconciliationMismatch(kind: .missingOnOurSide, entry: .capture, reference: "p3", ours: nil, theirs: fen(70)),
+      ReconciliationMismatch(kind: .missingOnTheirs, entry: .capture, reference: "p5", ours: fen(30), theirs: nil),
+      // The same reference as another kind is a different movement.
+      ReconciliationMismatch(kind: .missingOnTheirs, entry: .capture, reference: "x", ours: fen(7), theirs: nil),
+      ReconciliationMismatch(kind: .missingOnOurSide, entry: .refund, reference: "r9", ours: nil, theirs: fen(5)),
+      ReconciliationMismatch(kind: .missingOnOurSide, entry: .refund, reference: "x", ours: nil, theirs: fen(7)),
+    ])
+    #expect(Reconciliation.compare(ours: [], theirs: []) == ReconciliationReport(matched: 0, mismatches: []))
+    // Duplicates on their side are summed too: a double settlement shows as an amount difference.
+    #expect(Reconciliation.compare(ours: [e(.capture, "p1", 100)], theirs: [e(.capture, "p1", 100), e(.capture, "p1", 100)]).mismatches
+      == [ReconciliationMismatch(kind: .amountDiffers, entry: .capture, reference: "p1", ours: fen(100), theirs: fen(200))])
+  }
+
+  @Test func sandboxSettlementFilesRoundTripAndNameTheBadLine() throws {
+    let lines = [
+      SandboxSettlementFile.Line(
+        entry: SettlementEntry(kind: .capture, reference: "pay_01", amount: fen(9000)), providerReference: "sbx_1", settledAt: 1_800_000_000_000),
+      SandboxSettlementFile.Line(
+        entry: SettlementEntry(kind: .refund, reference: "ref_01", amount: fen(3000)), providerReference: "", settledAt: 1_800_000_100_000),
+    ]
+    let text = SandboxSettlementFile.render(lines)
+    #expect(text.hasPrefix(SandboxSettlementFile.header + "\n") && text.hasSuffix("\n"))
+    #expect(try SandboxSettlementFile.parse(text) == lines)
+    // CRLF line ends (Windows exports) parse the same.
+    let crlf = text.replacingOccurrences(of: "\n", with: "\r\n")
+    do { #expect(try SandboxSettlementFile.parse(crlf) == lines) } catch { Issue.record("CRLF file refused: \(error)") }
+    #expect(try SandboxSettlementFile.parse(SandboxSettlementFile.header + "\n") == [])
+
+    #expect(throws: ValidationError.self) { try SandboxSettlementFile.parse("") }
+    #expect(throws: ValidationError.self) { try SandboxSettlementFile.parse("kind,reference\ncapture,p1,,1,1\n") }
+
+    let header = SandboxSettlementFile.header
+    func badLine(_ text: String) -> String? {
+      do {
+        _ = try SandboxSettlementFile.parse(text)
+        return nil
+      } catch {
+        return error.reason
+      }
+    }
+    let good = "capture,p1,sbx,100,1800000000000"
+    for (bad, line) in [
+      ("capture,p2,sbx,-5,1800000000000", 3), ("capture,p2,sbx,abc,1800000000000", 3), ("capture,,sbx,5,1800000000000", 3),
+      ("settle,p2,sbx,5,1800000000000", 3), ("capture,p2,sbx,5", 3), ("capture,p2,sbx,5,1800000000000,extra", 3),
+      ("capture,p2,sbx,5,soon", 3),
+    ] {
+      let reason = badLine("\(header)\n\(good)\n\(bad)\n")
+      #expect(reason?.contains("line \(line) ") == true, "\(bad): \(reason ?? "accepted")")
+    }
+    // Line numbers are those of the file, blank lines included.
+    let afterBlank = badLine("\(header)\n\(good)\n\ncapture,p2,sbx,x,1\n")
+    #expect(afterBlank?.contains("line 4 ") == true, "\(afterBlank ?? "accepted")")
+    let afterSpaces = badLine("\(header)\n   \n\(good)\ncapture,p2,sbx,x,1\n")
+    #expect(afterSpaces?.contains("line 4 ") == true, "\(afterSpaces ?? "accepted")")
+  }
+
+  @Test func settlementDaysAreChinaStandardTimeDays() throws {
+    let day = try #require(CivilDate(year: 2027, month: 3, day: 31))
+    let next = try #require(CivilDate(year: 2027, month: 4, day: 1))
+    // 2027-03-31T15:59:59Z is 23:59:59 in Beijing; one second later it is the next day.
+    let lastSecond = try #require(ISO8601DateFormatter().date(from: "2027-03-31T15:59:59Z"))
+    #expect(SettlementDay.of(lastSecond) == day)
+    #expect(SettlementDay.of(lastSecond.addingTimeInterval(0.999)) == day)
+    #expect(SettlementDay.of(lastSecond.addingTimeInterval(1)) == next)
+    #expect(SettlementDay.of(try #require(ISO8601DateFormatter().date(from: "2027-03-30T16:00:00Z"))) == day)
+    let (start, end) = SettlementDay.bounds(day)
+    #expect(start == Int64(lastSecond.timeIntervalSince1970 + 1) * 1000 - 86_400_000)
+    #expect(end == Int64(lastSecond.timeIntervalSince1970 + 1) * 1000)
+    #expect(SettlementDay.of(Date(timeIntervalSince1970: Double(start) / 1000)) == day)
+    #expect(SettlementDay.of(Date(timeIntervalSince1970: Double(end - 1) / 1000)) == day)
+    #expect(SettlementDay.of(Date(timeIntervalSince1970: Double(end) / 1000)) == next)
+    // Before 1970 the division floors.
+    #expect(SettlementDay.of(Date(timeIntervalSince1970: -8 * 3600 - 1)) == CivilDate(year: 1969, month: 12, day: 31))
+    #expect(SettlementDay.of(Date(timeIntervalSince1970: -8 * 3600)) == CivilDate(year: 1970, month: 1, day: 1))
+  }
+
+  @Test func ledgerAccountNamesRoundTrip() {
+    let accounts: [LedgerAccount] = [
+      .providerClearing, .refundsPayable, .feeRevenue(department: "gongan"), .feeRevenue(department: ""),
+      .feeRevenue(department: "a:b"), .feeRevenue(department: "市场监管局"),
+    ]
+    for account in accounts { #expect(LedgerAccount(name: account.name) == account, "\(account.name)") }
+    #expect(LedgerAccount.providerClearing.name == "provider_clearing")
+    #expect(LedgerAccount.refundsPayable.name == "refunds_payable")
+    #expect(LedgerAccount.feeRevenue(department: "gongan").name == "fee_revenue:gongan")
+    for unknown in ["", "cash", "fee_revenue", "Provider_Clearing", " refunds_payable"] {
+      #expect(LedgerAccount(name: unknown) == nil, "\(unknown)")
     }
   }
 }

@@ -47,6 +47,7 @@ import Testing
       Onewindow_V1_AuditService.Method.descriptors,
       Onewindow_V1_InboxService.Method.descriptors,
       Onewindow_V1_NotifyService.Method.descriptors,
+      Onewindow_V1_PaymentService.Method.descriptors,
     ]
     for method in services.flatMap({ $0 }) {
       #expect(AccessPolicy.access(for: method) != nil, "no access rule for \(method)")

@@ -188,8 +188,9 @@ struct CaseWorld {
   var d2: String
   var d3: String
 
-  static func itemSpec() -> Onewindow_V1_ServiceItemSpec {
+  static func itemSpec(fees: [Onewindow_V1_FeeItem] = []) -> Onewindow_V1_ServiceItemSpec {
     .with {
+      $0.fees = fees
       $0.code = itemCode
       $0.name = itemName
       $0.departmentCode = d1
@@ -216,7 +217,9 @@ struct CaseWorld {
   }
 
   /// Sets the clock to `start`, then creates the accounts, departments and the published item.
-  static func make(_ env: TestEnvironment, start: Date = cst("2026-11-16T10:00:00+08:00")) async throws -> CaseWorld {
+  static func make(
+    _ env: TestEnvironment, start: Date = cst("2026-11-16T10:00:00+08:00"), fees: [Onewindow_V1_FeeItem] = []
+  ) async throws -> CaseWorld {
     env.setClock(start)
     // Caseworkers first: their helper writes the departments directly; the RPCs below then
     // name them and reload the published catalog.
@@ -228,7 +231,7 @@ struct CaseWorld {
     for (code, name) in [(Self.d1, Self.d1Name), (Self.d2, Self.d2Name), (Self.d3, "市交通运输局")] {
       _ = try await env.catalog.upsertDepartment(.with { $0.department = .with { $0.code = code; $0.name = name } }, metadata: bearer(admin))
     }
-    let created = try await env.catalog.createItem(.with { $0.spec = itemSpec() }, metadata: bearer(admin))
+    let created = try await env.catalog.createItem(.with { $0.spec = itemSpec(fees: fees) }, metadata: bearer(admin))
     _ = try await env.catalog.publishItem(.with { $0.code = itemCode; $0.expectedVersion = created.version }, metadata: bearer(admin))
     let citizen = try await env.citizenSession(phone: citizenPhone, password: citizenPassword)
     return CaseWorld(

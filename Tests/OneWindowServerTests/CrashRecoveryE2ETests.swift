@@ -12,19 +12,26 @@ import Glibc
 
 /// A real `onewindow serve` process (the binary `swift build` put next to the test bundle, or
 /// `$ONEWINDOW_BINARY`) on its own data directory, which a test can kill -9 and start again.
+/// The HTTP listener gets `--http-port 0` (parallel tests never collide); its port is read from
+/// the server's "serving" log line, which goes to a log file kept beside the data directory.
 final class ServerProcess: @unchecked Sendable {
   let dataDirectory: String
   let port: Int
+  /// The HTTP listener's port of the current run (a new one after each `start()`).
+  private(set) var httpPort = 0
   private var process: Process?
+  private var logFile: String?
 
-  init() throws {
-    dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("ow-crash-\(UUID().uuidString)").path
+  init(dataDirectory: String? = nil) throws {
+    self.dataDirectory = dataDirectory
+      ?? FileManager.default.temporaryDirectory.appendingPathComponent("ow-crash-\(UUID().uuidString)").path
     port = try Self.freePort()
   }
 
   deinit {
     if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
     try? FileManager.default.removeItem(atPath: dataDirectory)
+    if let logFile { try? FileManager.default.removeItem(atPath: logFile) }
   }
 
   static var binary: String? {
@@ -37,25 +44,60 @@ final class ServerProcess: @unchecked Sendable {
     return nil
   }
 
-  func start() async throws {
+  func start(extraArguments: [String] = []) async throws {
     guard let binary = Self.binary else {
       throw RPCError(code: .failedPrecondition, message: "onewindow binary not found next to the tests: run `swift build` first or set ONEWINDOW_BINARY")
     }
+    if let logFile { try? FileManager.default.removeItem(atPath: logFile) }
+    let log = dataDirectory + "-\(UUID().uuidString).log"
+    guard FileManager.default.createFile(atPath: log, contents: nil), let logHandle = FileHandle(forWritingAtPath: log) else {
+      throw RPCError(code: .internalError, message: "cannot create \(log)")
+    }
+    logFile = log
+    httpPort = 0
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = ["serve", "--port", "\(port)", "--data-dir", dataDirectory, "--log-level", "error"]
+    process.arguments = [
+      "serve", "--port", "\(port)", "--http-port", "0", "--data-dir", dataDirectory, "--log-level", "notice",
+    ] + extraArguments
     process.standardOutput = FileHandle.nullDevice
-    process.standardError = FileHandle.nullDevice
+    process.standardError = logHandle
     try process.run()
+    try logHandle.close()
     self.process = process
     let deadline = ContinuousClock.now + .seconds(30)
     while ContinuousClock.now < deadline {
-      if (try? await OneWindowClients.with(ConnectionOptions(host: "127.0.0.1", port: port)) { try await $0.health.check(.init()) })?.status == .serving {
+      if httpPort == 0, let parsed = Self.httpPort(inLog: log) { httpPort = parsed }
+      if httpPort != 0,
+        (try? await OneWindowClients.with(ConnectionOptions(host: "127.0.0.1", port: port)) { try await $0.health.check(.init()) })?.status == .serving
+      {
         return
       }
       try await Task.sleep(for: .milliseconds(100))
     }
-    throw RPCError(code: .unavailable, message: "onewindow did not start serving within 30 s")
+    let tail = (try? String(contentsOfFile: log, encoding: .utf8)).map { String($0.suffix(2000)) } ?? ""
+    throw RPCError(code: .unavailable, message: "onewindow did not start serving within 30 s; its log ends:\n\(tail)")
+  }
+
+  /// The port in the `http-address=HOST:PORT` field of the "serving" log line, once written.
+  static func httpPort(inLog path: String) -> Int? {
+    guard let data = FileManager.default.contents(atPath: path) else { return nil }
+    for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasSuffix(" serving") {
+      guard let field = line.split(separator: " ").first(where: { $0.hasPrefix("http-address=") }),
+        let port = field.split(separator: ":").last.flatMap({ Int($0) })
+      else { continue }
+      return port
+    }
+    return nil
+  }
+
+  /// SIGTERM (a graceful shutdown), then waits for the exit; returns the exit status.
+  func terminate() -> Int32 {
+    guard let process else { return -1 }
+    kill(process.processIdentifier, SIGTERM)
+    process.waitUntilExit()
+    self.process = nil
+    return process.terminationStatus
   }
 
   /// Creates an administrator offline (`onewindow admin create-user`), as an operator would

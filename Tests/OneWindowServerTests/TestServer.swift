@@ -20,11 +20,13 @@ final class ManualClock: WallClock {
 }
 
 /// One real server on an ephemeral loopback port with its own temporary database, and a
-/// client connected to it through the generated stubs.
+/// client connected to it through the generated stubs. Its plain-HTTP listener runs too, on
+/// another ephemeral port.
 struct TestEnvironment: Sendable {
   let clients: OneWindowClients
   let store: SQLiteStore
   let port: Int
+  let httpPort: Int
   let clock: ManualClock
   let app: ServerApp
 
@@ -35,26 +37,34 @@ struct TestEnvironment: Sendable {
 
   static func run<T: Sendable>(
     configure: (inout ServerConfig) -> Void = { _ in },
+    /// Keeps the data in `directory` (created if needed) instead of a temporary one removed afterwards.
+    directory: String? = nil,
     codeSender: (any LoginCodeSender)? = nil,
+    httpRoutes: [HTTPRoute] = [],
     _ body: (TestEnvironment) async throws -> T
   ) async throws -> T {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-e2e-\(UUID().uuidString)").path
-    defer { try? FileManager.default.removeItem(atPath: dir) }
+    let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("ow-e2e-\(UUID().uuidString)").path
+    defer { if directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
     let store = try SQLiteStore(directory: dir)
     var config = ServerConfig()
     config.port = 0
+    config.httpPort = 0
     config.dataDirectory = dir
     configure(&config)
     var logger = Logger(label: "onewindow-test")
     logger.logLevel = .warning
     let clock = ManualClock()
-    let app = try await ServerApp.make(config: config, store: store, clock: clock, logger: logger, codeSender: codeSender)
+    let app = try await ServerApp.make(
+      config: config, store: store, clock: clock, logger: logger, codeSender: codeSender, httpRoutes: httpRoutes)
+    // Shutdown waits for both listeners: the HTTP one stops once the gRPC calls have drained.
     return try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await app.serve() }
+      group.addTask { try await app.serveHTTP() }
       do {
         let port = try await app.listeningPort()
+        let httpPort = try await app.httpListeningPort()
         let result = try await OneWindowClients.with(ConnectionOptions(host: "127.0.0.1", port: port)) { clients in
-          try await body(TestEnvironment(clients: clients, store: store, port: port, clock: clock, app: app))
+          try await body(TestEnvironment(clients: clients, store: store, port: port, httpPort: httpPort, clock: clock, app: app))
         }
         app.beginGracefulShutdown()
         try await group.waitForAll()

@@ -25,7 +25,7 @@ import Testing
 
       let submitted = try await world.submitCase().case
       try await world.act(world.d1, submitted.id, .accept)
-      try await env.app.caseEvents.runOnce()
+      try await env.app.systemEvents.runOnce()
       #expect(try await env.app.deliveries.runOnce() == 3)  // submit, receive, accept
       let requests = receiver.requests
       #expect(requests.count == 3)

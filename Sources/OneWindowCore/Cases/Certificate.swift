@@ -90,17 +90,55 @@ public struct CertificatePayload: Sendable, Equatable {
     var fields: [String: String]
   }
 
-  struct KeyOnly: Decodable { var key_id: String }
 }
-/// The minimal canonical JSON writer certificates need (strings and objects only).
+
+/// The signed form shared by certificates (`OWC1`) and receipts (`OWR1`):
+/// `<prefix>.<base64url canonical JSON>.<base64url Ed25519 signature>`, signed by the issuer key
+/// the payload's `key_id` names.
+enum SignedDocument {
+  static func sign(_ bytes: [UInt8], prefix: String, with key: Curve25519.Signing.PrivateKey) throws -> String {
+    let signature = try key.signature(for: bytes)
+    return "\(prefix).\(Base64URL.encode(bytes)).\(Base64URL.encode(Array(signature)))"
+  }
+
+  /// The payload bytes, once the signature checks out with the key they name.
+  static func open(
+    _ blob: String, prefix: String, keys: [String: Curve25519.Signing.PublicKey]
+  ) throws(SignedCertificate.Failure) -> [UInt8] {
+    let parts = blob.trimmingWhitespace().split(separator: ".", omittingEmptySubsequences: false)
+    guard parts.count == 3, parts[0] == prefix, let bytes = Base64URL.decode(String(parts[1])),
+          let signature = Base64URL.decode(String(parts[2])), signature.count == 64
+    else { throw .malformed }
+    // The key id is read before the signature is checked only to pick the key.
+    guard let keyID = (try? JSONDecoder().decode(KeyOnly.self, from: Data(bytes)))?.key_id else { throw .malformed }
+    guard let key = keys[keyID] else { throw .unknownKey(keyID) }
+    guard key.isValidSignature(signature, for: bytes) else { throw .badSignature }
+    return bytes
+  }
+
+  private struct KeyOnly: Decodable { var key_id: String }
+}
+
+/// The minimal canonical JSON writer signed documents need (certificates, receipts): strings,
+/// integers, arrays and objects with sorted keys, no whitespace.
 enum CanonicalJSON {
   indirect enum Value {
     case string(String)
+    case integer(Int64)
+    case array([Value])
     case object([(String, Value)])
 
     func write(to out: inout [UInt8]) {
       switch self {
       case .string(let s): Self.writeString(s, to: &out)
+      case .integer(let n): out += Array(String(n).utf8)
+      case .array(let values):
+        out.append(UInt8(ascii: "["))
+        for (i, value) in values.enumerated() {
+          if i > 0 { out.append(UInt8(ascii: ",")) }
+          value.write(to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
       case .object(let members):
         out.append(UInt8(ascii: "{"))
         for (i, member) in members.sorted(by: { Array($0.0.utf8).lexicographicallyPrecedes(Array($1.0.utf8)) }).enumerated() {
@@ -141,9 +179,7 @@ public enum SignedCertificate {
   }
 
   public static func sign(_ payload: CertificatePayload, with key: Curve25519.Signing.PrivateKey) throws -> String {
-    let bytes = payload.canonicalJSON()
-    let signature = try key.signature(for: bytes)
-    return "\(prefix).\(Base64URL.encode(bytes)).\(Base64URL.encode(Array(signature)))"
+    try SignedDocument.sign(payload.canonicalJSON(), prefix: prefix, with: key)
   }
 
   public enum Failure: Error, Equatable, Sendable, CustomStringConvertible {
@@ -162,15 +198,7 @@ public enum SignedCertificate {
 
   /// Checks the signature with the issuer key the payload names and returns the payload.
   public static func verify(_ blob: String, keys: [String: Curve25519.Signing.PublicKey]) throws(Failure) -> CertificatePayload {
-    let parts = blob.trimmingWhitespace().split(separator: ".", omittingEmptySubsequences: false)
-    guard parts.count == 3, parts[0] == prefix, let bytes = Base64URL.decode(String(parts[1])),
-          let signature = Base64URL.decode(String(parts[2])), signature.count == 64
-    else { throw .malformed }
-    // The key id is read before the signature is checked only to pick the key.
-    guard let keyID = (try? JSONDecoder().decode(CertificatePayload.KeyOnly.self, from: Data(bytes)))?.key_id
-    else { throw .malformed }
-    guard let key = keys[keyID] else { throw .unknownKey(keyID) }
-    guard key.isValidSignature(signature, for: bytes) else { throw .badSignature }
+    let bytes = try SignedDocument.open(blob, prefix: prefix, keys: keys)
     guard let payload = CertificatePayload(canonicalJSON: bytes) else { throw .malformed }
     return payload
   }

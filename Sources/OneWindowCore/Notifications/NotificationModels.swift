@@ -199,7 +199,10 @@ public struct Publication: Sendable, Equatable {
 public struct WebhookEvent: Sendable, Equatable {
   public static let caseTransition = "case.transition"
   public static let notificationPublished = "notification.published"
-  public static let knownTypes: Set<String> = [caseTransition, notificationPublished]
+  public static let paymentSucceeded = "payment.succeeded"
+  public static let paymentFailed = "payment.failed"
+  public static let refundSucceeded = "refund.succeeded"
+  public static let knownTypes: Set<String> = [caseTransition, notificationPublished, paymentSucceeded, paymentFailed, refundSucceeded]
 
   public var id: String
   public var type: String

@@ -84,3 +84,12 @@ public struct FeeOrder: Sendable, Equatable, Codable {
   /// A fully waived (or free) order is settled without a payment.
   public var needsPayment: Bool { total > .zero }
 }
+
+/// Whether a case's fees are settled. `paid` and `waived` both let the case complete.
+public enum FeeOrderState: String, Sendable, Codable, CaseIterable {
+  case open
+  case paid
+  case waived
+
+  public var isSettled: Bool { self != .open }
+}

@@ -13,6 +13,25 @@ public enum LedgerAccount: Sendable, Hashable, Codable {
   case feeRevenue(department: String)
   /// Money owed back to citizens for accepted refunds.
   case refundsPayable
+
+  /// The stored name: `provider_clearing`, `fee_revenue:<department>`, `refunds_payable`.
+  public var name: String {
+    switch self {
+    case .providerClearing: "provider_clearing"
+    case .feeRevenue(let department): "fee_revenue:\(department)"
+    case .refundsPayable: "refunds_payable"
+    }
+  }
+
+  public init?(name: String) {
+    switch name {
+    case "provider_clearing": self = .providerClearing
+    case "refunds_payable": self = .refundsPayable
+    default:
+      guard name.hasPrefix("fee_revenue:") else { return nil }
+      self = .feeRevenue(department: String(name.dropFirst("fee_revenue:".count)))
+    }
+  }
 }
 
 public struct LedgerPosting: Sendable, Equatable, Codable {

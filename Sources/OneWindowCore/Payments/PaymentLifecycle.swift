@@ -98,6 +98,23 @@ public enum PaymentLifecycle {
     }
   }
 
+  /// Applies an event as reported by the provider. A provider's outcome implies the steps
+  /// before it (the payer opened the cashier and authorised), so a success reported while the
+  /// payment still shows `started` moves through `submitted`; anything else is `apply`.
+  public static func settle(_ event: PaymentEvent, from state: PaymentState) -> PaymentTransition {
+    let isOutcome: Bool = switch event {
+    case .succeed, .fail(.declined), .providerError, .submit: true
+    default: false
+    }
+    guard isOutcome, !state.isTerminal else { return apply(event, to: state) }
+    var through = state
+    if through == .created { through = .started }
+    if through == .started && event != .submit { through = .submitted }
+    if through == .submitted && event == .submit { return state == .submitted ? .ignored : .moved(to: .submitted) }
+    guard let to = next(from: through, on: event) else { return .refused }
+    return .moved(to: to)
+  }
+
   /// `next`, but telling a late event on a finished payment (ignored) from an impossible one.
   public static func apply(_ event: PaymentEvent, to state: PaymentState) -> PaymentTransition {
     if state.isTerminal { return .ignored }

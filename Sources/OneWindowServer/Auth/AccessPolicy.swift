@@ -25,6 +25,7 @@ public enum AccessPolicy {
   typealias Materials = Onewindow_V1_MaterialService.Method
   typealias Certificates = Onewindow_V1_CertificateService.Method
   typealias Evaluations = Onewindow_V1_EvaluationService.Method
+  typealias Payments = Onewindow_V1_PaymentService.Method
   typealias Audit = Onewindow_V1_AuditService.Method
   typealias Inbox = Onewindow_V1_InboxService.Method
   typealias Notify = Onewindow_V1_NotifyService.Method
@@ -119,6 +120,20 @@ public enum AccessPolicy {
       Notify.SetWebhookEnabled.descriptor: admin,
       Notify.ListDeliveries.descriptor: admin,
       Notify.ReplayDelivery.descriptor: admin,
+
+      // Ownership (applicants) and department (caseworkers) are checked per order and payment.
+      Payments.CreateOrder.descriptor: .authenticated,
+      Payments.GetOrder.descriptor: .authenticated,
+      Payments.ListOrders.descriptor: .authenticated,
+      Payments.AdjustFee.descriptor: .roles([.caseworker]),
+      Payments.CreatePayment.descriptor: applicants,
+      Payments.GetPayment.descriptor: .authenticated,
+      Payments.CancelPayment.descriptor: applicants,
+      Payments.Refund.descriptor: staff,
+      Payments.GetReceipt.descriptor: .authenticated,
+      Payments.VerifyReceipt.descriptor: .public,
+      Payments.Reconcile.descriptor: admin,
+      Payments.CheckLedger.descriptor: admin,
     ]
     return Dictionary(uniqueKeysWithValues: t.map { ($0.key.fullyQualifiedMethod, $0.value) })
   }()

@@ -172,6 +172,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
       }
       let actor = CaseActor(kind: kind, accountID: p.accountID, role: p.role, departmentCode: p.departmentCode)
       var updated = try CaseWorkflow.apply(action, to: record, by: actor, at: now, calendar: calendar)
+      if event == .complete { try await requireFeesSettled(record) }
       var certificate: StoredCertificate?
       if event == .approve, let template = record.item.certificate {
         certificate = try await issueCertificate(template, for: updated, now: now)
@@ -201,6 +202,18 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
       }
     }
     throw RPCError(code: .aborted, message: "the case is changing too quickly; read it again and retry")
+  }
+
+  /// A case whose item charges fees completes only once its fee order is paid or waived.
+  func requireFeesSettled(_ record: CaseRecord) async throws {
+    guard record.item.totalFeeFen > 0 else { return }
+    let order = try await store.payments.order(caseID: record.id)
+    guard let order, order.state.isSettled else {
+      let due = (try? Fen(record.item.totalFeeFen).yuan) ?? "\(record.item.totalFeeFen) fen"
+      throw PreconditionFailed(
+        "case \(record.trackingCode) cannot complete: its fees (\(order.map { $0.fees.total.yuan } ?? due) yuan) are "
+          + (order == nil ? "not ordered yet" : "not paid") + "; the applicant pays them, or a caseworker waives them (CreateOrder, then AdjustFee)")
+    }
   }
 
   /// Builds and signs the certificate an approval issues.

@@ -31,6 +31,11 @@ public final class HealthService: Grpc_Health_V1_Health.SimpleServiceProtocol, S
     for c in targets { c.yield(status) }
   }
 
+  /// Whether the whole server (the empty service name) is SERVING; `/healthz` answers from it.
+  public var isServing: Bool {
+    state.withLock { $0.statuses[""] == .serving }
+  }
+
   /// Marks everything NOT_SERVING (graceful shutdown has begun) and ends the watches.
   public func shutDown() {
     let all = state.withLock { s -> [AsyncStream<Status>.Continuation] in

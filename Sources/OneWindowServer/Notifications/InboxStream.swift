@@ -111,7 +111,7 @@ struct InboxStream {
               try await handle(push, &positions, response: response)
             }
           }
-          if shutdown.isClosed && !context.cancellation.isCancelled { throw Self.shuttingDown }
+          if shutdown.isClosed { throw Self.shuttingDown }
         } onCancelRPC: {
           continuation.finish()
         }

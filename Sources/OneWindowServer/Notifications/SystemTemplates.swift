@@ -14,6 +14,9 @@ enum SystemTemplates {
   static let caseResultDispatched = "case.result_dispatched"
   static let caseStatusChanged = "case.status_changed"
   static let deadlineReminder = "case.deadline_reminder"
+  static let paymentSucceeded = "payment.succeeded"
+  static let paymentFailed = "payment.failed"
+  static let refundSucceeded = "payment.refunded"
 
   static let all: [NewTemplate] = [
     NewTemplate(
@@ -50,6 +53,18 @@ enum SystemTemplates {
       name: deadlineReminder, title: "办件即将到期",
       body: "办件 ((tracking_code))（((item_name))）的((deadline))将于 ((due_date)) 到期，剩余 ((days_left)) 个工作日。",
       category: "reminder", system: true),
+    NewTemplate(
+      name: paymentSucceeded, title: "缴费成功",
+      body: "您已成功缴纳「((item_name))」费用 ((amount)) 元（查询码 ((tracking_code))），电子票据号 ((receipt_number))。",
+      category: "payment", system: true),
+    NewTemplate(
+      name: paymentFailed, title: "缴费未成功",
+      body: "您的「((item_name))」缴费（查询码 ((tracking_code))）未成功（((code))），可重新发起支付。",
+      category: "payment", system: true),
+    NewTemplate(
+      name: refundSucceeded, title: "退款已受理",
+      body: "您的「((item_name))」费用已退款 ((amount)) 元（查询码 ((tracking_code))），将原路退回。",
+      category: "payment", system: true),
   ]
 
   /// The built-in text of a system template, used when the stored one cannot be read.

@@ -5,6 +5,7 @@ import OneWindowAPI
 import OneWindowCore
 import OneWindowStore
 import ServiceLifecycle
+import Synchronization
 
 /// The composition root: wires the store, adapters, services and interceptors into a gRPC
 /// server on the HTTP/2 Posix transport.
@@ -21,15 +22,36 @@ public final class ServerApp: Sendable {
   /// The deemed-acceptance job (also run by tests with a manual clock).
   public let caseClock: CaseClockService
   /// Background notification work, public so tests can drive it with a manual clock.
-  public let caseEvents: CaseEventNotifier
+  public let systemEvents: SystemEventNotifier
   public let notificationScheduler: NotificationScheduler
   public let deliveries: DeliveryDispatcher
   let hub: NotificationHub
+  /// The payments background job (expiry, repair, automatic refunds), public for tests.
+  public let paymentJobs: PaymentJobs
+  let sandbox: SandboxProvider
+  /// Every route of the plain-HTTP listener: /healthz, /metrics, then the ones passed to `make`
+  /// (tests) and those other modules contribute in `init`.
+  let httpRoutes: [HTTPRoute]
+  let http: HTTPListener
+  private let lifecycle = Mutex(Lifecycle())
+
+  /// Under `serve()` + `serveHTTP()` the HTTP listener outlives the gRPC drain, so /healthz
+  /// answers 503 while calls finish: whichever of `beginGracefulShutdown()` and the end of
+  /// `serve()` comes last stops it. (In `runUntilSignalled` the service group's reverse-order
+  /// shutdown does the same, and a listener stopping by itself there would fail the group.)
+  private struct Lifecycle {
+    var grpcServing = false
+    var shuttingDown = false
+    var httpFollowsDrain = false
+
+    var httpShouldStop: Bool { httpFollowsDrain && shuttingDown && !grpcServing }
+  }
 
   /// Builds the server and loads the published catalog. Does not start listening.
   public static func make(
     config: ServerConfig, store: any Store, clock: any WallClock = SystemClock(), logger: Logger,
-    codeSender: (any LoginCodeSender)? = nil, registry: any IdentityRegistry = SimulatedPopulationRegistry()
+    codeSender: (any LoginCodeSender)? = nil, registry: any IdentityRegistry = SimulatedPopulationRegistry(),
+    httpRoutes: [HTTPRoute] = []
   ) async throws -> ServerApp {
     try config.validate()
     let published = PublishedCatalog(store: store.catalog)
@@ -40,12 +62,13 @@ public final class ServerApp: Sendable {
     return try ServerApp(
       config: config, store: store, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger,
       codeSender: codeSender ?? DevelopmentCodeSender(outbox: store.outbox, templates: store.notifications, clock: clock, logger: logger),
-      registry: registry)
+      registry: registry, httpRoutes: httpRoutes)
   }
 
   private init(
     config: ServerConfig, store: any Store, published: PublishedCatalog, syncPublisher: CatalogSyncPublisher,
-    clock: any WallClock, logger: Logger, codeSender: any LoginCodeSender, registry: any IdentityRegistry
+    clock: any WallClock, logger: Logger, codeSender: any LoginCodeSender, registry: any IdentityRegistry,
+    httpRoutes extraRoutes: [HTTPRoute]
   ) throws {
     self.config = config
     self.store = store
@@ -71,7 +94,7 @@ public final class ServerApp: Sendable {
     let publisher = NotificationPublisher(
       store: store.notifications, hub: hub, limits: config.notifications.inboxLimits,
       deliveriesQueued: { [deliveries] in deliveries.kick() }, scheduled: { scheduled.kick() })
-    caseEvents = CaseEventNotifier(store: store.notifications, publisher: publisher, clock: clock, logger: logger)
+    systemEvents = SystemEventNotifier(store: store.notifications, publisher: publisher, clock: clock, logger: logger)
     notificationScheduler = NotificationScheduler(
       store: store, publisher: publisher,
       reminders: DeadlineReminders(cases: store.cases, publisher: publisher, calendar: config.cases.calendar, logger: logger),
@@ -81,9 +104,19 @@ public final class ServerApp: Sendable {
       clock: clock, shutdown: streams, logger: logger)
     let notify = NotifyService(
       store: store, publisher: publisher, secrets: secrets, settings: config.notifications, clock: clock, logger: logger)
+    sandbox = SandboxProvider(
+      book: try SandboxProviderBook(directory: config.dataDirectory),
+      secret: try SandboxProvider.loadOrCreateSecret(directory: config.dataDirectory), clock: clock,
+      callbackDelay: config.payments.sandboxCallbackDelay, logger: logger)
+    let desk = PaymentDesk(
+      store: store, provider: sandbox, issuer: issuer, settings: config.payments, clock: clock, logger: logger,
+      eventsQueued: { [systemEvents] in systemEvents.kick() })
+    let paymentJobs = PaymentJobs(desk: desk, settings: config.payments, clock: clock, logger: logger)
+    self.paymentJobs = paymentJobs
+    let payments = PaymentService(store: store, desk: desk, issuer: issuer, settings: config.payments, clock: clock, logger: logger)
     let cases = CaseService(
       store: store, published: published, issuer: issuer, settings: config.cases, trackLimiter: trackLimiter, clock: clock,
-      logger: logger, caseChanged: { [caseEvents] in caseEvents.kick() })
+      logger: logger, caseChanged: { [systemEvents] in systemEvents.kick(); paymentJobs.kick() })
     let materials = MaterialService(
       store: store, vault: try MaterialVault(dataDirectory: config.dataDirectory), settings: config.cases, clock: clock,
       logger: logger)
@@ -92,7 +125,7 @@ public final class ServerApp: Sendable {
     let audit = AuditService(store: store)
     caseClock = CaseClockService(
       store: store, calendar: config.cases.calendar, clock: clock, logger: logger, interval: config.cases.clockInterval,
-      caseChanged: { [caseEvents] in caseEvents.kick() })
+      caseChanged: { [systemEvents] in systemEvents.kick() })
     let health = HealthService(services: [
       Onewindow_V1_IdentityService.descriptor.fullyQualifiedService,
       Onewindow_V1_CatalogService.descriptor.fullyQualifiedService,
@@ -104,6 +137,7 @@ public final class ServerApp: Sendable {
       Onewindow_V1_AuditService.descriptor.fullyQualifiedService,
       Onewindow_V1_InboxService.descriptor.fullyQualifiedService,
       Onewindow_V1_NotifyService.descriptor.fullyQualifiedService,
+      Onewindow_V1_PaymentService.descriptor.fullyQualifiedService,
     ])
     self.health = health
     transport = HTTP2ServerTransport.Posix(
@@ -118,8 +152,15 @@ public final class ServerApp: Sendable {
       })
     server = GRPCServer(
       transport: transport,
-      services: [health, identity, catalog, sync, cases, materials, certificates, evaluations, audit, inbox, notify],
-      interceptors: [StatusInterceptor(logger: logger), AuthInterceptor(identity: store.identity, clock: clock)])
+      services: [health, identity, catalog, sync, cases, materials, certificates, evaluations, audit, inbox, notify, payments],
+      interceptors: [
+        MetricsInterceptor(), StatusInterceptor(logger: logger), AuthInterceptor(identity: store.identity, clock: clock),
+      ])
+    // Operational routes, payment callbacks, the sandbox cashier, then any the caller passed (tests).
+    httpRoutes = OperationalRoutes.make(health: health, metrics: .shared)
+      + [PaymentCallbacks(desk: desk, clock: clock, logger: logger).route] + sandbox.routes + extraRoutes
+    http = HTTPListener(host: config.host, port: config.httpPort, routes: httpRoutes, logger: logger)
+    sandbox.bind(to: http, host: config.host)
   }
 
   static func address(host: String, port: Int) -> GRPCNIOTransportCore.SocketAddress {
@@ -144,26 +185,60 @@ public final class ServerApp: Sendable {
 
   /// Serves until `beginGracefulShutdown()`; in-flight RPCs finish first.
   public func serve() async throws {
+    lifecycle.withLock { $0.grpcServing = true }
+    defer {
+      let stopHTTP = lifecycle.withLock { s -> Bool in
+        s.grpcServing = false
+        return s.httpShouldStop
+      }
+      if stopHTTP { http.stop() }
+    }
     try await server.serve()
   }
 
+  /// Serves the plain-HTTP listener (/healthz, /metrics, `httpRoutes`) until graceful shutdown
+  /// has begun and the gRPC calls have drained; in-flight HTTP requests finish first.
+  public func serveHTTP() async throws {
+    let stopHTTP = lifecycle.withLock { s -> Bool in
+      s.httpFollowsDrain = true
+      return s.httpShouldStop
+    }
+    if stopHTTP { http.stop() }
+    try await http.run()
+  }
+
+  /// The HTTP listener's bound port (useful with port 0). Waits until it is listening.
+  public func httpListeningPort() async throws -> Int {
+    try await http.listeningPort()
+  }
+
   public func beginGracefulShutdown() {
+    let stopHTTP = lifecycle.withLock { s -> Bool in
+      s.shuttingDown = true
+      return s.httpShouldStop
+    }
     health.shutDown()
     streams.close()
     hub.close()
+    sandbox.shutDown()
     server.beginGracefulShutdown()
+    // Otherwise the end of `serve()` stops it, once the in-flight calls have finished.
+    if stopHTTP { http.stop() }
   }
 
   /// Serves until SIGINT or SIGTERM, then drains in-flight calls and closes the database.
   public func runUntilSignalled() async throws {
     let group = ServiceGroup(
       services: [
+        // First, so shut down last (services stop in reverse order): probes see 503 during the drain.
+        http,
         GRPCServerService(app: self),
         HousekeepingService(store: store, retention: config.sync.retention, clock: clock, logger: logger),
         caseClock,
-        caseEvents,
+        systemEvents,
         notificationScheduler,
         deliveries,
+        paymentJobs,
       ],
       gracefulShutdownSignals: [.sigterm, .sigint],
       logger: logger)

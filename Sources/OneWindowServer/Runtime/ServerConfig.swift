@@ -6,6 +6,8 @@ public struct ServerConfig: Sendable {
   public var host = "127.0.0.1"
   /// 0 picks a free port (tests).
   public var port = 50051
+  /// The plain-HTTP listener (/healthz, /metrics, callbacks) on the same host; 0 picks a free port.
+  public var httpPort = 8081
   public var dataDirectory = "./onewindow-data"
   public var tlsCertificatePath: String?
   public var tlsKeyPath: String?
@@ -17,6 +19,7 @@ public struct ServerConfig: Sendable {
   public var sync = SyncSettings()
   public var cases = CaseSettings()
   public var notifications = NotificationSettings()
+  public var payments = PaymentSettings()
 
   public init() {}
 
@@ -26,6 +29,7 @@ public struct ServerConfig: Sendable {
     case insecureNonLoopback(String)
     case incompleteTLS
     case badPort(Int)
+    case samePorts(Int)
     case badMessageSize(Int)
 
     public var description: String {
@@ -34,6 +38,7 @@ public struct ServerConfig: Sendable {
         "refusing to serve plaintext on non-loopback address \(host): pass --tls-cert and --tls-key, or --insecure if a TLS proxy sits in front"
       case .incompleteTLS: "--tls-cert and --tls-key must be given together"
       case .badPort(let p): "port \(p) is outside 0–65535"
+      case .samePorts(let p): "the gRPC port and the HTTP port are both \(p): give --http-port another one"
       case .badMessageSize(let n): "max message size \(n) must be between 64 KiB and 64 MiB"
       }
     }
@@ -41,6 +46,8 @@ public struct ServerConfig: Sendable {
 
   public func validate() throws(ConfigError) {
     guard (0...65535).contains(port) else { throw .badPort(port) }
+    guard (0...65535).contains(httpPort) else { throw .badPort(httpPort) }
+    guard httpPort == 0 || httpPort != port else { throw .samePorts(port) }
     guard (64 * 1024...64 * 1024 * 1024).contains(maxMessageBytes) else { throw .badMessageSize(maxMessageBytes) }
     guard (tlsCertificatePath == nil) == (tlsKeyPath == nil) else { throw .incompleteTLS }
     if !usesTLS && !allowInsecure && !Self.isLoopback(host) { throw .insecureNonLoopback(host) }

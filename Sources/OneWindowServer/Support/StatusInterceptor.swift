@@ -3,10 +3,11 @@ import Logging
 import OneWindowCore
 import OneWindowStore
 
-/// Outermost interceptor: turns domain errors into gRPC statuses with actionable messages, and
-/// logs one line per RPC (method, status, duration; never payloads or metadata, which may carry
-/// personal data or credentials). An unexpected error becomes INTERNAL with a reference id that
-/// matches the log line, so details never leak to callers.
+/// Outermost interceptor but for `MetricsInterceptor`, which wraps it to count final codes: turns
+/// domain errors into gRPC statuses with actionable messages, and logs one line per RPC (method,
+/// status, duration; never payloads or metadata, which may carry personal data or credentials).
+/// An unexpected error becomes INTERNAL with a reference id that matches the log line, so details
+/// never leak to callers.
 struct StatusInterceptor: ServerInterceptor {
   let logger: Logger
 
@@ -78,6 +79,7 @@ struct StatusInterceptor: ServerInterceptor {
           metadata: ["current-version": "\(current)"])
       case .failedPrecondition(let why): return RPCError(code: .failedPrecondition, message: why)
       case .permissionDenied(let why): return RPCError(code: .permissionDenied, message: why)
+      case .conflict(let why): return RPCError(code: .alreadyExists, message: why)
       }
     case is CancellationError:
       return RPCError(code: .cancelled, message: "the call was cancelled")

@@ -92,8 +92,9 @@ struct ChangeWatcher {
             position = batch.upTo
           }
         }
-        // The stream ended without the client going away: the server is shutting down.
-        if shutdown.isClosed && !context.cancellation.isCancelled { throw Self.shuttingDown }
+        // The stream ended because the server is shutting down (gRPC also marks the RPC cancelled
+        // then, so cancellation cannot tell it from a client leaving; a gone client ignores this).
+        if shutdown.isClosed { throw Self.shuttingDown }
       } onCancelRPC: {
         continuation.finish()
       }

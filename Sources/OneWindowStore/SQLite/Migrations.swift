@@ -412,6 +412,101 @@ enum Migrations {
         );
         """)
     }
+    m.registerMigration("v5-payments") { db in
+      try db.execute(
+        sql: """
+        CREATE TABLE payment_orders (
+          id TEXT PRIMARY KEY,
+          case_id TEXT NOT NULL UNIQUE REFERENCES cases(id),
+          applicant_id TEXT NOT NULL,
+          payer_name TEXT NOT NULL,
+          department_code TEXT NOT NULL,
+          tracking_code TEXT NOT NULL,
+          item_name TEXT NOT NULL,
+          fees TEXT NOT NULL,
+          total INTEGER NOT NULL,
+          state TEXT NOT NULL,
+          version INTEGER NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX payment_orders_applicant ON payment_orders(applicant_id, created_at, id);
+        CREATE INDEX payment_orders_department ON payment_orders(department_code, created_at, id);
+        CREATE INDEX payment_orders_created ON payment_orders(created_at, id);
+        CREATE TABLE payments (
+          id TEXT PRIMARY KEY,
+          order_id TEXT NOT NULL REFERENCES payment_orders(id),
+          case_id TEXT NOT NULL,
+          applicant_id TEXT NOT NULL,
+          department_code TEXT NOT NULL,
+          amount INTEGER NOT NULL,
+          state TEXT NOT NULL,
+          code TEXT NOT NULL,
+          provider TEXT NOT NULL,
+          provider_reference TEXT NOT NULL,
+          cashier_url TEXT NOT NULL,
+          receipt_number TEXT,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          expires_at INTEGER NOT NULL
+        );
+        CREATE INDEX payments_order ON payments(order_id, created_at);
+        CREATE UNIQUE INDEX payments_one_unfinished ON payments(order_id) WHERE state IN ('created', 'started', 'submitted');
+        CREATE INDEX payments_unfinished ON payments(created_at) WHERE state IN ('created', 'started', 'submitted');
+        CREATE UNIQUE INDEX payments_provider_reference ON payments(provider, provider_reference) WHERE provider_reference <> '';
+        CREATE TABLE payment_refunds (
+          id TEXT PRIMARY KEY,
+          payment_id TEXT NOT NULL REFERENCES payments(id),
+          amount INTEGER NOT NULL,
+          state TEXT NOT NULL,
+          reason TEXT NOT NULL,
+          requested_by TEXT,
+          automatic INTEGER NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL
+        );
+        CREATE INDEX payment_refunds_payment ON payment_refunds(payment_id, created_at);
+        CREATE INDEX payment_refunds_pending ON payment_refunds(created_at) WHERE state = 'submitted';
+        CREATE UNIQUE INDEX payment_refunds_one_automatic ON payment_refunds(payment_id) WHERE automatic = 1 AND state <> 'error';
+        CREATE TABLE ledger_postings (
+          id INTEGER PRIMARY KEY AUTOINCREMENT,
+          transaction_id TEXT NOT NULL,
+          payment_id TEXT NOT NULL,
+          kind TEXT NOT NULL,
+          account TEXT NOT NULL,
+          amount INTEGER NOT NULL,
+          created_at INTEGER NOT NULL
+        );
+        CREATE INDEX ledger_postings_created ON ledger_postings(created_at);
+        CREATE UNIQUE INDEX ledger_postings_once ON ledger_postings(transaction_id, account);
+        CREATE UNIQUE INDEX ledger_one_capture ON ledger_postings(payment_id, account) WHERE kind = 'capture';
+        CREATE TABLE payment_receipts (
+          number TEXT PRIMARY KEY,
+          payment_id TEXT NOT NULL UNIQUE REFERENCES payments(id),
+          applicant_id TEXT NOT NULL,
+          signed TEXT NOT NULL,
+          created_at INTEGER NOT NULL
+        );
+        CREATE TABLE idempotency_keys (
+          scope TEXT NOT NULL,
+          owner_id TEXT NOT NULL,
+          key TEXT NOT NULL,
+          fingerprint TEXT NOT NULL,
+          parameters TEXT NOT NULL,
+          resource_id TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          PRIMARY KEY (scope, owner_id, key)
+        );
+        CREATE INDEX idempotency_keys_created ON idempotency_keys(created_at);
+        CREATE TABLE provider_notifications (
+          provider TEXT NOT NULL,
+          notification_id TEXT NOT NULL,
+          payment_id TEXT NOT NULL,
+          received_at INTEGER NOT NULL,
+          PRIMARY KEY (provider, notification_id)
+        );
+        """)
+    }
     return m
   }
 }

@@ -16,6 +16,7 @@ public final class SQLiteStore: Store {
   public let evaluations: any EvaluationStore
   public let audit: any AuditStore
   public let notifications: any NotificationStore
+  public let payments: any PaymentStore
 
   /// Opens (creating if needed) and migrates the database at `path`.
   public init(path: String) throws {
@@ -39,6 +40,7 @@ public final class SQLiteStore: Store {
     evaluations = SQLiteEvaluationStore(pool: pool)
     audit = SQLiteAuditStore(pool: pool)
     notifications = SQLiteNotificationStore(pool: pool)
+    payments = SQLitePaymentStore(pool: pool)
   }
 
   /// Opens `onewindow.sqlite` inside `directory`, creating the directory (mode 0700) if needed.

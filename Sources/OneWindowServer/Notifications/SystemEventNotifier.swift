@@ -4,13 +4,14 @@ import OneWindowCore
 import OneWindowStore
 import ServiceLifecycle
 
-/// Turns case transitions into notifications: reads the transactional outbox the cases store
-/// writes in the same transaction as each transition, renders the applicant's message from the
-/// system templates, queues `case.transition` webhooks, and marks the events consumed — all in
-/// one transaction, so each event becomes exactly one message even across crashes.
+/// Turns system events into notifications: reads the transactional outbox the cases and payments
+/// stores write in the same transaction as each case transition and payment outcome, renders the
+/// applicant's message from the system templates, queues the webhooks (`case.transition`,
+/// `payment.*`, `refund.*`), and marks the events consumed — all in one transaction, so each
+/// event becomes exactly one message even across crashes.
 ///
-/// Case writes wake it at once; a timed pass catches anything a wake-up missed.
-public final class CaseEventNotifier: Service, Sendable {
+/// Case and payment writes wake it at once; a timed pass catches anything a wake-up missed.
+public final class SystemEventNotifier: Service, Sendable {
   let store: any NotificationStore
   let publisher: NotificationPublisher
   let clock: any WallClock
@@ -28,62 +29,83 @@ public final class CaseEventNotifier: Service, Sendable {
     self.interval = interval
   }
 
-  /// Called after a case transition commits.
+  /// Called after a case transition or a payment outcome commits.
   func kick() { wake.kick() }
 
   public func run() async throws {
     await cancelWhenGracefulShutdown {
       while !Task.isCancelled {
         do {
-          while try await self.runOnce() == Self.batchSize {}
+          while try await self.runOnce() >= Self.batchSize {}
         } catch is CancellationError {
           return
         } catch {
-          self.logger.error("case notifications failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+          self.logger.error("system event notifications failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
         }
         await self.wake.wait(upTo: self.interval)
       }
     }
   }
 
-  /// One batch; returns how many events were consumed.
+  /// One batch of each topic; returns how many events were consumed.
   @discardableResult
   public func runOnce() async throws -> Int {
-    let events = try await store.pendingEvents(topic: "case.transition", limit: Self.batchSize)
-    guard !events.isEmpty else { return 0 }
+    let cases = try await store.pendingEvents(topic: "case.transition", limit: Self.batchSize)
+    let payments = try await store.pendingEvents(topic: PaymentEventMessages.topic, limit: Self.batchSize)
+    guard !cases.isEmpty || !payments.isEmpty else { return 0 }
     let now = clock.now()
     var templates: [String: StoredTemplate] = [:]
     var publications: [NewPublication] = []
     var webhooks: [WebhookEvent] = []
-    for event in events {
-      let p = event.payload
-      webhooks.append(WebhookEvent.make(
-        id: "evt_case_\(event.id)", type: WebhookEvent.caseTransition, createdAt: event.createdAt,
-        data: Self.webhookData(p)))
-      guard let applicant = p["applicant_id"], let (name, values) = Self.message(for: p) else { continue }
+    /// The applicant's message from a system template, if the event has one.
+    func message(
+      _ event: OutboxEvent, _ m: (template: String, values: [String: String])?, category: String, priority: MessagePriority,
+      data: [String: String], key: String
+    ) async throws {
+      guard let applicant = event.payload["applicant_id"], let (name, values) = m else { return }
       if templates[name] == nil { templates[name] = try await store.template(name: name, version: nil) }
-      guard let rendered = render(templates[name], name: name, values: values) else { continue }
+      guard let rendered = render(templates[name], name: name, values: values) else { return }
       publications.append(NewPublication(
         id: ULID.make(at: now), audience: .account(applicant),
         content: MessageContent(
-          title: rendered.title, body: rendered.body, category: "case", priority: name == SystemTemplates.caseCorrectionRequired ? .high : .normal,
-          data: ["case_id": event.aggregateID, "tracking_code": p["tracking_code"] ?? "", "state": p["state"] ?? ""],
-          template: name, templateVersion: rendered.version),
-        ttl: nil, sendAt: nil, publisherID: nil, idempotencyKey: "case-event-\(event.id)"))
+          title: rendered.title, body: rendered.body, category: category, priority: priority, data: data, template: name,
+          templateVersion: rendered.version),
+        ttl: nil, sendAt: nil, publisherID: nil, idempotencyKey: key))
+    }
+    for event in cases {
+      let p = event.payload
+      webhooks.append(WebhookEvent.make(
+        id: "evt_case_\(event.id)", type: WebhookEvent.caseTransition, createdAt: event.createdAt,
+        data: Self.webhookData(p, fields: Self.webhookFields)))
+      let m = Self.message(for: p)
+      try await message(
+        event, m, category: "case", priority: m?.0 == SystemTemplates.caseCorrectionRequired ? .high : .normal,
+        data: ["case_id": event.aggregateID, "tracking_code": p["tracking_code"] ?? "", "state": p["state"] ?? ""],
+        key: "case-event-\(event.id)")
+    }
+    for event in payments {
+      let p = event.payload
+      webhooks.append(WebhookEvent.make(
+        id: "evt_pay_\(event.id)", type: p["type"] ?? "", createdAt: event.createdAt,
+        data: Self.webhookData(p, fields: PaymentEventMessages.webhookFields)))
+      try await message(
+        event, PaymentEventMessages.message(for: p), category: "payment", priority: .normal,
+        data: ["payment_id": p["payment_id"] ?? "", "case_id": p["case_id"] ?? "", "type": p["type"] ?? ""],
+        key: "payment-event-\(event.id)")
     }
     let outcomes = try await store.consumeEvents(
-      ids: events.map(\.id), publications: publications, webhookEvents: webhooks, now: now, limits: publisher.limits)
+      ids: (cases + payments).map(\.id), publications: publications, webhookEvents: webhooks, now: now, limits: publisher.limits)
     for outcome in outcomes { publisher.deliverLive(outcome) }
     if outcomes.isEmpty && !webhooks.isEmpty { publisher.deliveriesQueued() }
-    return events.count
+    return max(cases.count, payments.count)
   }
 
-  /// Case fields a third-party platform receives (no personal data: no applicant, no reasons),
-  /// with the transition time in ISO 8601 like the envelope's `created_at`.
+  /// Case fields a third-party platform receives (no personal data: no applicant, no reasons).
   static let webhookFields: Set<String> = ["case_id", "tracking_code", "item_code", "event", "state", "department"]
 
-  static func webhookData(_ payload: [String: String]) -> [String: String] {
-    var data = payload.filter { webhookFields.contains($0.key) }
+  /// The event's `fields`, with its time in ISO 8601 like the envelope's `created_at`.
+  static func webhookData(_ payload: [String: String], fields: Set<String>) -> [String: String] {
+    var data = payload.filter { fields.contains($0.key) }
     if let millis = payload["at"].flatMap(Int64.init) {
       data["at"] = Date.ISO8601FormatStyle(includingFractionalSeconds: true).format(Date(timeIntervalSince1970: Double(millis) / 1000))
     }

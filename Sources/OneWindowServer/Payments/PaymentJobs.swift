@@ -1,0 +1,52 @@
+import Foundation
+import Logging
+import OneWindowCore
+import OneWindowStore
+import ServiceLifecycle
+
+/// The payments background job: expiry, repair of payments stuck in `submitted` and of
+/// unfinished refunds, automatic refunds of withdrawn cases, and pruning of idempotency keys.
+/// Its first pass after a start checks every submitted payment with the provider, so money
+/// taken while the server was down is recorded without waiting for a callback.
+public final class PaymentJobs: Service, Sendable {
+  let desk: PaymentDesk
+  let settings: PaymentSettings
+  let clock: any WallClock
+  let logger: Logger
+  let wake = WakeSignal()
+
+  init(desk: PaymentDesk, settings: PaymentSettings, clock: any WallClock, logger: Logger) {
+    self.desk = desk
+    self.settings = settings
+    self.clock = clock
+    self.logger = logger
+  }
+
+  /// Runs a pass soon (a case was withdrawn).
+  func kick() { wake.kick() }
+
+  public func run() async throws {
+    await cancelWhenGracefulShutdown {
+      var first = true
+      while !Task.isCancelled {
+        do {
+          try await self.runOnce(startup: first)
+          first = false
+        } catch is CancellationError {
+          return
+        } catch {
+          self.logger.error("payment job failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+        }
+        await self.wake.wait(upTo: self.settings.jobInterval)
+      }
+    }
+  }
+
+  /// One pass (tests call it with a manual clock). `startup` checks every submitted payment.
+  public func runOnce(startup: Bool = false) async throws {
+    try await desk.expireAndRepair(stuckAfter: startup ? nil : settings.stuckAfter)
+    try await desk.repairRefunds()
+    _ = try await desk.store.payments.pruneIdempotencyKeys(
+      before: clock.now().addingTimeInterval(-max(settings.idempotencyRetention, 24 * 3600)))
+  }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import GRPCCore
+import OneWindowAPI
+import OneWindowClientPosix
+import OneWindowCore
+import Testing
+
+@Suite(.serialized) struct PaymentCrashE2ETests {
+  /// The provider took the money but OneWindow never heard (its process died before the
+  /// callback): the restarted server's first repair pass asks the provider, captures the payment
+  /// with its receipt, and the ledger balances and reconciles — also after a `kill -9`.
+  @Test func aPaymentTheProviderTookBeforeACrashIsRepairedByTheStatusQuery() async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ow-paycrash-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    // Phase 1 (in process): pay; the provider's callbacks are held back, so our side stays
+    // `submitted` while the provider's books say "paid". The process then stops without ever
+    // applying the outcome, as a crash would leave it.
+    let paymentID = try await TestEnvironment.run(
+      configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }, directory: directory
+    ) { env in
+      let w = try await PaymentWorld.make(env, start: Date())
+      let (_, order) = try await w.orderedCase()
+      let payment = try await w.pay(order)
+      #expect(try await w.authorise(payment).status == 202)
+      #expect(try await w.callback(payment, status: "processing").status == 200)
+      #expect(try await w.payment(payment.id).state == .submitted)
+      return payment.id
+    }
+
+    // Phase 2: the real binary on the same data; its first repair pass queries the provider.
+    let server = try ServerProcess(dataDirectory: directory)
+    try await server.start(extraArguments: ["--sandbox-callback-delay-seconds", "3600"])
+    let options = ConnectionOptions(host: "127.0.0.1", port: server.port)
+    try await OneWindowClients.with(options) { clients in
+      let admin = try await clients.identity.loginWithPassword(.with { $0.login = "root"; $0.password = "Admin-pass-1" }).accessToken
+      let api = Onewindow_V1_PaymentService.Client(wrapping: clients.grpc)
+      var state = Onewindow_V1_PaymentState.unspecified
+      let repaired = try await eventually(.seconds(20)) {
+        state = try await api.getPayment(.with { $0.paymentID = paymentID }, metadata: bearer(admin)).state
+        return state == .success
+      }
+      #expect(repaired, "payment stayed \(state)")
+    }
+    server.crash()
+    try await server.start()
+    try await OneWindowClients.with(options) { clients in
+      let admin = try await clients.identity.loginWithPassword(.with { $0.login = "root"; $0.password = "Admin-pass-1" }).accessToken
+      let api = Onewindow_V1_PaymentService.Client(wrapping: clients.grpc)
+      let payment = try await api.getPayment(.with { $0.paymentID = paymentID }, metadata: bearer(admin))
+      #expect(payment.state == .success && !payment.receiptNumber.isEmpty)
+      let ledger = try await api.checkLedger(.init(), metadata: bearer(admin))
+      #expect(ledger.violations.isEmpty && ledger.transactions == 1)
+    }
+    _ = server.terminate()
+    // The operator's offline checks agree.
+    let check = try Self.runCLI(["payments", "check", "--data-dir", directory])
+    #expect(check.status == 0 && check.output.contains("ledger OK"))
+    let today = SettlementDay.of(Date()).description
+    let reconcile = try Self.runCLI(["payments", "reconcile", "--date", today, "--data-dir", directory])
+    #expect(reconcile.status == 0 && reconcile.output.contains("1 matched"), "\(reconcile.output)")
+  }
+
+  static func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    let binary = try #require(ServerProcess.binary)
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: binary)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+  }
+}
