@@ -421,19 +421,15 @@ struct CaseCommand: AsyncParsableCommand {
     @Argument(help: "Only this case (id or tracking code); default: all your cases.")
     var caseID: String?
 
-    @Option(help: "Page size (1–200; default 50).")
-    var limit: Int32?
-
-    @Option(help: "Continue from a previous page's next-page token.")
-    var pageToken: String?
+    @OptionGroup var page: PageOptions
 
     func execute() async throws {
       try await global.connect { remote in
         let response = try await remote.authorized { metadata in
           try await remote.cases.listCaseAccess(.with {
             $0.caseID = caseID ?? ""
-            $0.pageSize = limit ?? 0
-            $0.pageToken = pageToken ?? ""
+            $0.pageSize = page.pageSize
+            $0.pageToken = page.token
           }, metadata: metadata, options: remote.call)
         }
         try remote.output.show(response) {

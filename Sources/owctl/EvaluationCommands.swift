@@ -320,11 +320,7 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "Only entries whose subject is this account id (e.g. an applicant).")
     var subject: String?
 
-    @Option(help: "Page size (1–200; default 50).")
-    var limit: Int32?
-
-    @Option(help: "Continue from a previous page's next-page token.")
-    var pageToken: String?
+    @OptionGroup var page: PageOptions
 
     @Flag(help: "Show the hashes too.")
     var hashes = false
@@ -335,8 +331,8 @@ struct AuditCommand: AsyncParsableCommand {
           try await remote.audit.listAuditEntries(.with {
             $0.targetID = target ?? ""
             $0.subjectID = subject ?? ""
-            $0.pageSize = limit ?? 0
-            $0.pageToken = pageToken ?? ""
+            $0.pageSize = page.pageSize
+            $0.pageToken = page.token
           }, metadata: metadata, options: remote.call)
         }
         try remote.output.show(response) {

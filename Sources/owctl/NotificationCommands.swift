@@ -44,18 +44,13 @@ struct InboxCommand: AsyncParsableCommand {
     @Option(help: "List this subscribed topic instead of the inbox (see `owctl topics list`).")
     var topic: String?
 
-    @Option(help: "Page size (1–200; default 50).")
-    var limit: Int32?
-
-    @Option(help: "Continue from a previous page's next-page token.")
-    var pageToken: String?
+    @OptionGroup var page: PageOptions
 
     func validate() throws {
       if topic != nil, unread || category != nil {
         throw ArgumentParser.ValidationError(
           "--unread and --category filter the inbox; --topic lists all of the topic's messages (unread ones are marked *).")
       }
-      if let limit, !(1...200).contains(limit) { throw ArgumentParser.ValidationError("--limit must be 1 to 200.") }
       if let category, category.isEmpty { throw ArgumentParser.ValidationError("--category must not be empty.") }
     }
 
@@ -66,8 +61,8 @@ struct InboxCommand: AsyncParsableCommand {
           response = try await remote.authorized { metadata in
             try await remote.inbox.listTopicMessages(.with {
               $0.topic = topic
-              $0.pageSize = limit ?? 0
-              $0.pageToken = pageToken ?? ""
+              $0.pageSize = page.pageSize
+              $0.pageToken = page.token
             }, metadata: metadata, options: remote.call)
           }
         } else {
@@ -75,14 +70,14 @@ struct InboxCommand: AsyncParsableCommand {
             try await remote.inbox.listInbox(.with {
               $0.unreadOnly = unread
               $0.category = category ?? ""
-              $0.pageSize = limit ?? 0
-              $0.pageToken = pageToken ?? ""
+              $0.pageSize = page.pageSize
+              $0.pageToken = page.token
             }, metadata: metadata, options: remote.call)
           }
         }
         try remote.output.show(response) {
           if response.messages.isEmpty {
-            let filtered = unread || category != nil || pageToken != nil
+            let filtered = unread || category != nil || page.pageToken != nil
             Console.out(topic.map { "no messages in topic \($0)" } ?? (filtered ? "no matching messages" : "the inbox is empty"))
           } else {
             NotificationView.table(response.messages).print()

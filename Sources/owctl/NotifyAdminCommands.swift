@@ -177,22 +177,14 @@ struct AdminNotifyCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "Page size (1–200; default 50).")
-    var limit: Int32?
-
-    @Option(help: "Continue from a previous page's next-page token.")
-    var pageToken: String?
-
-    func validate() throws {
-      if let limit, !(1...200).contains(limit) { throw ArgumentParser.ValidationError("--limit must be 1 to 200.") }
-    }
+    @OptionGroup var page: PageOptions
 
     func execute() async throws {
       try await global.connect { remote in
         let response = try await remote.authorized { metadata in
           try await remote.notify.listPublications(.with {
-            $0.pageSize = limit ?? 0
-            $0.pageToken = pageToken ?? ""
+            $0.pageSize = page.pageSize
+            $0.pageToken = page.token
           }, metadata: metadata, options: remote.call)
         }
         try remote.output.show(response) {
@@ -587,15 +579,10 @@ struct AdminWebhooksCommand: AsyncParsableCommand {
       valueName: "status"))
     var status: StatusFilter?
 
-    @Option(help: "Page size (1–200; default 50).")
-    var limit: Int32?
-
-    @Option(help: "Continue from a previous page's next-page token.")
-    var pageToken: String?
+    @OptionGroup var page: PageOptions
 
     func validate() throws {
-      if let limit, !(1...200).contains(limit) { throw ArgumentParser.ValidationError("--limit must be 1 to 200.") }
-      if status == .failed, pageToken != nil {
+      if status == .failed, page.pageToken != nil {
         throw ArgumentParser.ValidationError("--status failed combines three lists and has no pages; page through one status instead.")
       }
     }
@@ -605,16 +592,16 @@ struct AdminWebhooksCommand: AsyncParsableCommand {
       try await global.connect { remote in
         var response = Onewindow_V1_ListDeliveriesResponse()
         for s in statuses {
-          let page = try await remote.authorized { metadata in
+          let batch = try await remote.authorized { metadata in
             try await remote.notify.listDeliveries(.with {
               $0.endpointID = endpoint ?? ""
               $0.status = s
-              $0.pageSize = limit ?? 0
-              $0.pageToken = pageToken ?? ""
+              $0.pageSize = page.pageSize
+              $0.pageToken = page.token
             }, metadata: metadata, options: remote.call)
           }
-          response.deliveries += page.deliveries
-          if statuses.count == 1 { response.nextPageToken = page.nextPageToken }
+          response.deliveries += batch.deliveries
+          if statuses.count == 1 { response.nextPageToken = batch.nextPageToken }
         }
         if statuses.count > 1 {
           // Newest first across the lists (by creation time: replays' ids have another form), cut to the page size.
@@ -622,7 +609,7 @@ struct AdminWebhooksCommand: AsyncParsableCommand {
             let (x, y) = (a.createdAt.date, b.createdAt.date)
             return x != y ? x > y : a.id > b.id
           }
-          response.deliveries = Array(response.deliveries.prefix(Int(limit ?? 50)))
+          response.deliveries = Array(response.deliveries.prefix(Int(page.limit ?? 50)))
         }
         try remote.output.show(response) {
           if response.deliveries.isEmpty {

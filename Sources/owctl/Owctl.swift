@@ -82,6 +82,25 @@ struct GlobalOptions: ParsableArguments {
   var output: Output { Output(json: json) }
 }
 
+/// `--limit` and `--page-token` of the list commands whose server pages hold 1 to 200 entries.
+struct PageOptions: ParsableArguments {
+  @Option(help: "Page size (1–200; default 50).")
+  var limit: Int32?
+
+  @Option(help: "Continue from a previous page's next-page token.")
+  var pageToken: String?
+
+  func validate() throws {
+    if let limit, !(1...200).contains(limit) { throw ArgumentParser.ValidationError("--limit must be 1 to 200.") }
+  }
+
+  /// The request's page size; 0 asks for the server's default.
+  var pageSize: Int32 { limit ?? 0 }
+
+  /// The request's page token; empty for the first page.
+  var token: String { pageToken ?? "" }
+}
+
 /// A leaf command. `run()` reports any failure as one `error: …` line on stderr and exits 1.
 protocol OwctlCommand: AsyncParsableCommand {
   var global: GlobalOptions { get }

@@ -280,23 +280,15 @@ struct PaymentsCommand: AsyncParsableCommand {
     @Option(help: "Only orders in this state: open (something is due), paid or waived.")
     var state: StateFilter?
 
-    @Option(help: "Page size (1–200; default 50).")
-    var limit: Int32?
-
-    @Option(help: "Continue from a previous page's next-page token.")
-    var pageToken: String?
-
-    func validate() throws {
-      if let limit, !(1...200).contains(limit) { throw ArgumentParser.ValidationError("--limit must be 1 to 200.") }
-    }
+    @OptionGroup var page: PageOptions
 
     func execute() async throws {
       try await global.connect { remote in
         let response = try await remote.authorized { metadata in
           try await remote.payments.listOrders(.with {
             $0.state = state?.proto ?? .unspecified
-            $0.pageSize = limit ?? 0
-            $0.pageToken = pageToken ?? ""
+            $0.pageSize = page.pageSize
+            $0.pageToken = page.token
           }, metadata: metadata, options: remote.call)
         }
         try remote.output.show(response) {

@@ -186,8 +186,10 @@ import Testing
   }
 
   @Test func networkErrorIsRetried() async throws {
-    // A refused connection is retried by the HTTP client until the request's deadline.
-    try await WebhookWorld.run(timeout: .seconds(1)) { world in
+    // A refused connection is retried by the HTTP client until the request's deadline. The
+    // deadline also bounds the second attempt, whose new connection may wait out the client's
+    // reconnect backoff: 3 s leaves room for a loaded machine (1 s failed 2 runs in 4).
+    try await WebhookWorld.run(timeout: .seconds(3)) { world in
       let first = try await WebhookReceiver.start()
       let port = first.port
       await first.stop()

@@ -25,6 +25,16 @@ public final class SandboxProvider: PaymentProvider {
   private let listener = Mutex<(listener: HTTPListener?, host: String)>((nil, "127.0.0.1"))
   private let pending = Mutex<(closed: Bool, tasks: [UInt64: Task<Void, Never>], next: UInt64)>((false, [:], 0))
 
+  /// The sandbox's own client: a real provider sends many callbacks at once, and the shared
+  /// client keeps only 8 connections per host (callbacks would queue behind each other).
+  /// Process-wide and never shut down, like `HTTPClient.shared`.
+  static let callbackClient: HTTPClient = {
+    var configuration = HTTPClient.Configuration()
+    configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
+    configuration.redirectConfiguration = .disallow
+    return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
+  }()
+
   static let timestampHeader = "x-sandbox-timestamp"
   static let nonceHeader = "x-sandbox-nonce"
   static let signatureHeader = "x-sandbox-signature"
@@ -283,7 +293,7 @@ public final class SandboxProvider: PaymentProvider {
       name: Self.signatureHeader, value: SandboxCallbackSignature.sign(body: body, secret: secret, timestamp: timestamp, nonce: nonce))
     request.body = .bytes(ByteBuffer(bytes: body))
     do {
-      let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+      let response = try await Self.callbackClient.execute(request, timeout: .seconds(10))
       _ = try? await response.body.collect(upTo: 64 * 1024)
       return (200..<300).contains(Int(response.status.code)) || response.status == .notFound
     } catch is CancellationError {

@@ -71,16 +71,14 @@ struct SQLitePaymentStore: PaymentStore {
         guard let stored = try Self.order(id: existing, db) else { throw StoreError.notFound("order \(existing)") }
         return stored
       }
-      if let other = try String.fetchOne(db, sql: "SELECT id FROM payment_orders WHERE case_id = ?", arguments: [order.caseID]) {
+      if let other = try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM payment_orders WHERE case_id = ?"), arguments: [order.caseID]) {
         throw StoreError.conflict("case \(order.caseID) already has fee order \(other): get it with GetOrder")
       }
-      try db.execute(
-        sql: """
+      try db.cachedStatement(sql: """
           INSERT INTO payment_orders (id, case_id, applicant_id, payer_name, department_code, tracking_code, item_name, fees,
             total, state, version, created_at, updated_at)
           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-          """,
-        arguments: [
+          """).execute(arguments: [
           order.id, order.caseID, order.applicantID, order.payerName, order.departmentCode, order.trackingCode, order.itemName,
           try Self.json(order.fees), order.fees.total.value, order.state.rawValue, order.version, SQLTime.ms(order.createdAt),
           SQLTime.ms(order.updatedAt),
@@ -98,7 +96,7 @@ struct SQLitePaymentStore: PaymentStore {
 
   func order(caseID: String) async throws -> StoredOrder? {
     try await pool.read { db in
-      try Row.fetchOne(db, sql: "SELECT * FROM payment_orders WHERE case_id = ?", arguments: [caseID]).map(Self.order)
+      try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM payment_orders WHERE case_id = ?"), arguments: [caseID]).map(Self.order)
     }
   }
 
@@ -118,7 +116,7 @@ struct SQLitePaymentStore: PaymentStore {
     let query = "SELECT * FROM payment_orders \(whereClause) ORDER BY created_at DESC, id DESC LIMIT ?"
     arguments.append(limit)
     let bound = StatementArguments(arguments)
-    return try await pool.read { db in try Row.fetchAll(db, sql: query, arguments: bound).map(Self.order) }
+    return try await pool.read { db in try Row.fetchAll(db.cachedStatement(sql: query), arguments: bound).map(Self.order) }
   }
 
   func adjust(_ order: StoredOrder, expectedVersion: Int64, audit: AuditEvent, now: Date) async throws -> StoredOrder {
@@ -128,16 +126,13 @@ struct SQLitePaymentStore: PaymentStore {
       guard current.state == .open else {
         throw StoreError.failedPrecondition("order \(order.id) is \(current.state.rawValue): its fees can no longer change")
       }
-      if let live = try String.fetchOne(
-        db, sql: "SELECT id FROM payments WHERE order_id = ? AND state IN \(Self.unfinished)", arguments: [order.id])
+      if let live = try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM payments WHERE order_id = ? AND state IN \(Self.unfinished)"), arguments: [order.id])
       {
         throw StoreError.failedPrecondition(
           "payment \(live) of order \(order.id) is unfinished: wait for it to finish or expire before changing the fees")
       }
       let state: FeeOrderState = order.fees.needsPayment ? .open : .waived
-      try db.execute(
-        sql: "UPDATE payment_orders SET fees = ?, total = ?, state = ?, version = version + 1, updated_at = ? WHERE id = ?",
-        arguments: [try Self.json(order.fees), order.fees.total.value, state.rawValue, SQLTime.ms(now), order.id])
+      try db.cachedStatement(sql: "UPDATE payment_orders SET fees = ?, total = ?, state = ?, version = version + 1, updated_at = ? WHERE id = ?").execute(arguments: [try Self.json(order.fees), order.fees.total.value, state.rawValue, SQLTime.ms(now), order.id])
       try SQLiteAudit.append(audit, now: now, db)
       guard let stored = try Self.order(id: order.id, db) else { throw StoreError.notFound("order \(order.id)") }
       return stored
@@ -166,7 +161,7 @@ struct SQLitePaymentStore: PaymentStore {
 
   /// Payments matching `condition`, with their refunds.
   static func payments(_ db: Database, where condition: String, _ arguments: StatementArguments) throws -> [StoredPayment] {
-    var payments = try Row.fetchAll(db, sql: "SELECT * FROM payments WHERE \(condition)", arguments: arguments).map(payment)
+    var payments = try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM payments WHERE \(condition)"), arguments: arguments).map(payment)
     for i in payments.indices {
       payments[i].refunds = try Row.fetchAll(
         db.cachedStatement(sql: "SELECT * FROM payment_refunds WHERE payment_id = ? ORDER BY created_at, id"),
@@ -197,19 +192,16 @@ struct SQLitePaymentStore: PaymentStore {
           "order \(order.id) is due \(order.fees.total.yuan) yuan (\(order.fees.total.value) fen), not "
             + "\(payment.amount.yuan): its fees changed; show the payer the new amount")
       }
-      if let live = try String.fetchOne(
-        db, sql: "SELECT id FROM payments WHERE order_id = ? AND state IN \(Self.unfinished)", arguments: [order.id])
+      if let live = try String.fetchOne(db.cachedStatement(sql: "SELECT id FROM payments WHERE order_id = ? AND state IN \(Self.unfinished)"), arguments: [order.id])
       {
         throw StoreError.failedPrecondition(
           "payment \(live) of order \(order.id) is unfinished: pay it at its cashier, cancel it, or wait for it to expire")
       }
-      try db.execute(
-        sql: """
+      try db.cachedStatement(sql: """
           INSERT INTO payments (id, order_id, case_id, applicant_id, department_code, amount, state, code, provider,
             provider_reference, cashier_url, receipt_number, created_at, updated_at, expires_at)
           VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, '', '', NULL, ?, ?, ?)
-          """,
-        arguments: [
+          """).execute(arguments: [
           payment.id, order.id, order.caseID, order.applicantID, order.departmentCode, payment.amount.value,
           PaymentState.created.rawValue, payment.provider, SQLTime.ms(now), SQLTime.ms(now), SQLTime.ms(payment.expiresAt),
         ])
@@ -224,9 +216,7 @@ struct SQLitePaymentStore: PaymentStore {
     try await pool.write { db in
       guard var payment = try Self.payment(id: id, db) else { throw StoreError.notFound("payment \(id)") }
       guard case .moved(let to) = PaymentLifecycle.apply(.start, to: payment.state) else { return payment }
-      try db.execute(
-        sql: "UPDATE payments SET state = ?, provider_reference = ?, cashier_url = ?, updated_at = ? WHERE id = ?",
-        arguments: [to.rawValue, providerReference, cashierURL, SQLTime.ms(now), id])
+      try db.cachedStatement(sql: "UPDATE payments SET state = ?, provider_reference = ?, cashier_url = ?, updated_at = ? WHERE id = ?").execute(arguments: [to.rawValue, providerReference, cashierURL, SQLTime.ms(now), id])
       payment.state = to
       payment.providerReference = providerReference
       payment.cashierURL = cashierURL
@@ -257,13 +247,10 @@ struct SQLitePaymentStore: PaymentStore {
         throw StoreError.notFound("payment \(change.paymentID)")
       }
       if let notification = change.notification {
-        let seen = try Bool.fetchOne(
-          db, sql: "SELECT EXISTS (SELECT 1 FROM provider_notifications WHERE provider = ? AND notification_id = ?)",
+        let seen = try Bool.fetchOne(db.cachedStatement(sql: "SELECT EXISTS (SELECT 1 FROM provider_notifications WHERE provider = ? AND notification_id = ?)"),
           arguments: [notification.provider, notification.id]) ?? false
         if seen { return .duplicateNotification(payment) }
-        try db.execute(
-          sql: "INSERT INTO provider_notifications (provider, notification_id, payment_id, received_at) VALUES (?, ?, ?, ?)",
-          arguments: [notification.provider, notification.id, payment.id, SQLTime.ms(now)])
+        try db.cachedStatement(sql: "INSERT INTO provider_notifications (provider, notification_id, payment_id, received_at) VALUES (?, ?, ?, ?)").execute(arguments: [notification.provider, notification.id, payment.id, SQLTime.ms(now)])
       }
       guard let event = change.event else { return .applied(payment, transition: .ignored) }
       let transition = PaymentLifecycle.settle(event, from: payment.state)
@@ -283,13 +270,9 @@ struct SQLitePaymentStore: PaymentStore {
           LedgerTransaction.capture(
             id: "cap_\(payment.id)", payment: payment.id, amount: payment.amount, department: payment.departmentCode),
           now: now, db)
-        try db.execute(
-          sql: "UPDATE payment_orders SET state = ?, version = version + 1, updated_at = ? WHERE id = ?",
-          arguments: [FeeOrderState.paid.rawValue, SQLTime.ms(now), order.id])
+        try db.cachedStatement(sql: "UPDATE payment_orders SET state = ?, version = version + 1, updated_at = ? WHERE id = ?").execute(arguments: [FeeOrderState.paid.rawValue, SQLTime.ms(now), order.id])
         if let receipt = change.receipt {
-          try db.execute(
-            sql: "INSERT INTO payment_receipts (number, payment_id, applicant_id, signed, created_at) VALUES (?, ?, ?, ?, ?)",
-            arguments: [receipt.payload.number, payment.id, receipt.applicantID, receipt.signed, SQLTime.ms(now)])
+          try db.cachedStatement(sql: "INSERT INTO payment_receipts (number, payment_id, applicant_id, signed, created_at) VALUES (?, ?, ?, ?, ?)").execute(arguments: [receipt.payload.number, payment.id, receipt.applicantID, receipt.signed, SQLTime.ms(now)])
           receiptNumber = receipt.payload.number
         }
         payment.receiptNumber = receiptNumber
@@ -298,9 +281,7 @@ struct SQLitePaymentStore: PaymentStore {
       } else if to.isTerminal, let order = try Self.order(id: payment.orderID, db) {
         try Self.emit("payment.failed", payment: payment, order: order, extra: [:], now: now, db)
       }
-      try db.execute(
-        sql: "UPDATE payments SET state = ?, code = ?, receipt_number = ?, updated_at = ? WHERE id = ?",
-        arguments: [to.rawValue, code, receiptNumber, SQLTime.ms(now), payment.id])
+      try db.cachedStatement(sql: "UPDATE payments SET state = ?, code = ?, receipt_number = ?, updated_at = ? WHERE id = ?").execute(arguments: [to.rawValue, code, receiptNumber, SQLTime.ms(now), payment.id])
       if let audit = change.audit { try SQLiteAudit.append(audit, now: now, db) }
       return .applied(payment, transition: transition)
     }
@@ -328,17 +309,15 @@ struct SQLitePaymentStore: PaymentStore {
       } catch let e as PreconditionFailed {
         throw StoreError.failedPrecondition(e.message)
       }
-      try db.execute(
-        sql: """
+      try db.cachedStatement(sql: """
           INSERT INTO payment_refunds (id, payment_id, amount, state, reason, requested_by, automatic, created_at, updated_at)
           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-          """,
-        arguments: [
+          """).execute(arguments: [
           refund.id, refund.paymentID, refund.amount.value, RefundState.submitted.rawValue, refund.reason, refund.requestedBy,
           refund.automatic, SQLTime.ms(now), SQLTime.ms(now),
         ])
       try SQLiteAudit.append(audit, now: now, db)
-      guard let stored = try Row.fetchOne(db, sql: "SELECT * FROM payment_refunds WHERE id = ?", arguments: [refund.id])
+      guard let stored = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM payment_refunds WHERE id = ?"), arguments: [refund.id])
       else { throw StoreError.notFound("refund \(refund.id)") }
       return Self.refund(stored)
     }
@@ -346,7 +325,7 @@ struct SQLitePaymentStore: PaymentStore {
 
   func finishRefund(id: String, state: RefundState, now: Date) async throws -> StoredRefund {
     try await pool.write { db in
-      guard let row = try Row.fetchOne(db, sql: "SELECT * FROM payment_refunds WHERE id = ?", arguments: [id]) else {
+      guard let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM payment_refunds WHERE id = ?"), arguments: [id]) else {
         throw StoreError.notFound("refund \(id)")
       }
       var refund = Self.refund(row)
@@ -354,9 +333,7 @@ struct SQLitePaymentStore: PaymentStore {
       guard let payment = try Self.payment(id: refund.paymentID, db),
             let order = try Self.order(id: payment.orderID, db)
       else { throw StoreError.notFound("payment \(refund.paymentID)") }
-      try db.execute(
-        sql: "UPDATE payment_refunds SET state = ?, updated_at = ? WHERE id = ?",
-        arguments: [next.rawValue, SQLTime.ms(now), id])
+      try db.cachedStatement(sql: "UPDATE payment_refunds SET state = ?, updated_at = ? WHERE id = ?").execute(arguments: [next.rawValue, SQLTime.ms(now), id])
       refund.state = next
       refund.updatedAt = Self.stored(now)
       if next == .success {
@@ -373,8 +350,7 @@ struct SQLitePaymentStore: PaymentStore {
 
   func pendingRefunds(limit: Int) async throws -> [StoredRefund] {
     try await pool.read { db in
-      try Row.fetchAll(
-        db, sql: "SELECT * FROM payment_refunds WHERE state = 'submitted' ORDER BY created_at LIMIT ?", arguments: [limit]
+      try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM payment_refunds WHERE state = 'submitted' ORDER BY created_at LIMIT ?"), arguments: [limit]
       ).map(Self.refund)
     }
   }
@@ -406,13 +382,13 @@ struct SQLitePaymentStore: PaymentStore {
 
   func receipt(number: String) async throws -> StoredReceipt? {
     try await pool.read { db in
-      try Row.fetchOne(db, sql: "SELECT * FROM payment_receipts WHERE number = ?", arguments: [number]).flatMap(Self.receipt)
+      try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM payment_receipts WHERE number = ?"), arguments: [number]).flatMap(Self.receipt)
     }
   }
 
   func receipt(paymentID: String) async throws -> StoredReceipt? {
     try await pool.read { db in
-      try Row.fetchOne(db, sql: "SELECT * FROM payment_receipts WHERE payment_id = ?", arguments: [paymentID]).flatMap(Self.receipt)
+      try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM payment_receipts WHERE payment_id = ?"), arguments: [paymentID]).flatMap(Self.receipt)
     }
   }
 
@@ -434,8 +410,7 @@ struct SQLitePaymentStore: PaymentStore {
     try await pool.read { db in
       var transactions: [LedgerTransaction] = []
       var index: [String: Int] = [:]
-      let rows = try Row.fetchCursor(
-        db, sql: "SELECT transaction_id, payment_id, kind, account, amount FROM ledger_postings ORDER BY id")
+      let rows = try Row.fetchCursor(db.cachedStatement(sql: "SELECT transaction_id, payment_id, kind, account, amount FROM ledger_postings ORDER BY id"))
       while let row = try rows.next() {
         let id: String = row["transaction_id"]
         let name: String = row["account"]
@@ -476,7 +451,7 @@ struct SQLitePaymentStore: PaymentStore {
 
   func pruneIdempotencyKeys(before: Date) async throws -> Int {
     try await pool.write { db in
-      try db.execute(sql: "DELETE FROM idempotency_keys WHERE created_at < ?", arguments: [SQLTime.ms(before)])
+      try db.cachedStatement(sql: "DELETE FROM idempotency_keys WHERE created_at < ?").execute(arguments: [SQLTime.ms(before)])
       return db.changesCount
     }
   }

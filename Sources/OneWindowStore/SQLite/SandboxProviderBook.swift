@@ -82,9 +82,7 @@ public final class SandboxProviderBook: Sendable {
     try await queue.write { db in
       if let existing = try Self.entry(db, "payment_id = ?", [paymentID]) { return existing }
       let reference = "sbx_" + ULID.make(at: now).lowercased()
-      try db.execute(
-        sql: "INSERT INTO sandbox_payments (reference, payment_id, amount, status, created_at) VALUES (?, ?, ?, 'open', ?)",
-        arguments: [reference, paymentID, amount.value, SQLTime.ms(now)])
+      try db.cachedStatement(sql: "INSERT INTO sandbox_payments (reference, payment_id, amount, status, created_at) VALUES (?, ?, ?, 'open', ?)").execute(arguments: [reference, paymentID, amount.value, SQLTime.ms(now)])
       return Entry(reference: reference, paymentID: paymentID, amount: amount, status: .open, account: "", decideAt: nil, outcome: nil, settledAt: nil)
     }
   }
@@ -96,9 +94,7 @@ public final class SandboxProviderBook: Sendable {
       if entry.status == .authorised, let at = entry.decideAt, at <= now, let outcome = entry.outcome {
         entry.status = outcome
         entry.settledAt = outcome == .success ? now : nil
-        try db.execute(
-          sql: "UPDATE sandbox_payments SET status = ?, settled_at = ? WHERE reference = ?",
-          arguments: [outcome.rawValue, entry.settledAt.map(SQLTime.ms), reference])
+        try db.cachedStatement(sql: "UPDATE sandbox_payments SET status = ?, settled_at = ? WHERE reference = ?").execute(arguments: [outcome.rawValue, entry.settledAt.map(SQLTime.ms), reference])
       }
       return entry
     }
@@ -114,9 +110,7 @@ public final class SandboxProviderBook: Sendable {
       entry.account = account
       entry.outcome = outcome
       entry.decideAt = decideAt
-      try db.execute(
-        sql: "UPDATE sandbox_payments SET status = 'authorised', account = ?, outcome = ?, decide_at = ? WHERE reference = ?",
-        arguments: [account, outcome?.rawValue, decideAt.map(SQLTime.ms), reference])
+      try db.cachedStatement(sql: "UPDATE sandbox_payments SET status = 'authorised', account = ?, outcome = ?, decide_at = ? WHERE reference = ?").execute(arguments: [account, outcome?.rawValue, decideAt.map(SQLTime.ms), reference])
       return entry
     }
   }
@@ -127,7 +121,7 @@ public final class SandboxProviderBook: Sendable {
       guard var entry = try Self.entry(db, "reference = ?", [reference]) else { return nil }
       guard entry.status == .open else { return entry }
       entry.status = .closed
-      try db.execute(sql: "UPDATE sandbox_payments SET status = 'closed' WHERE reference = ?", arguments: [reference])
+      try db.cachedStatement(sql: "UPDATE sandbox_payments SET status = 'closed' WHERE reference = ?").execute(arguments: [reference])
       return entry
     }
   }
@@ -137,27 +131,24 @@ public final class SandboxProviderBook: Sendable {
   /// original.
   public func refund(refundID: String, reference: String, amount: Fen, now: Date) async throws -> RefundEntry {
     try await queue.write { db in
-      if let row = try Row.fetchOne(db, sql: "SELECT * FROM sandbox_refunds WHERE refund_id = ?", arguments: [refundID]) {
+      if let row = try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM sandbox_refunds WHERE refund_id = ?"), arguments: [refundID]) {
         return Self.refundEntry(row)
       }
       guard let entry = try Self.entry(db, "reference = ?", [reference]) else {
         return RefundEntry(refundID: refundID, reference: reference, amount: amount, status: .error, settledAt: nil)
       }
-      let refunded = try Int64.fetchOne(
-        db, sql: "SELECT COALESCE(SUM(amount), 0) FROM sandbox_refunds WHERE reference = ? AND status = 'success'",
+      let refunded = try Int64.fetchOne(db.cachedStatement(sql: "SELECT COALESCE(SUM(amount), 0) FROM sandbox_refunds WHERE reference = ? AND status = 'success'"),
         arguments: [reference]) ?? 0
       let ok = entry.status == .success && refunded + amount.value <= entry.amount.value
       let status: Status = ok ? .success : .error
-      try db.execute(
-        sql: "INSERT INTO sandbox_refunds (refund_id, reference, amount, status, settled_at) VALUES (?, ?, ?, ?, ?)",
-        arguments: [refundID, reference, amount.value, status.rawValue, ok ? SQLTime.ms(now) : nil])
+      try db.cachedStatement(sql: "INSERT INTO sandbox_refunds (refund_id, reference, amount, status, settled_at) VALUES (?, ?, ?, ?, ?)").execute(arguments: [refundID, reference, amount.value, status.rawValue, ok ? SQLTime.ms(now) : nil])
       return RefundEntry(refundID: refundID, reference: reference, amount: amount, status: status, settledAt: ok ? now : nil)
     }
   }
 
   public func refund(id: String) async throws -> RefundEntry? {
     try await queue.read { db in
-      try Row.fetchOne(db, sql: "SELECT * FROM sandbox_refunds WHERE refund_id = ?", arguments: [id]).map(Self.refundEntry)
+      try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM sandbox_refunds WHERE refund_id = ?"), arguments: [id]).map(Self.refundEntry)
     }
   }
 
@@ -169,8 +160,7 @@ public final class SandboxProviderBook: Sendable {
       for (kind, table, reference) in [
         (SettlementEntry.Kind.capture, "sandbox_payments", "payment_id"), (.refund, "sandbox_refunds", "refund_id"),
       ] {
-        for row in try Row.fetchAll(
-          db, sql: "SELECT * FROM \(table) WHERE settled_at >= ? AND settled_at < ? ORDER BY settled_at",
+        for row in try Row.fetchAll(db.cachedStatement(sql: "SELECT * FROM \(table) WHERE settled_at >= ? AND settled_at < ? ORDER BY settled_at"),
           arguments: [SQLTime.ms(from), SQLTime.ms(to)])
         {
           guard let amount = try? Fen(row["amount"] as Int64) else { continue }
@@ -186,7 +176,7 @@ public final class SandboxProviderBook: Sendable {
   public func close() throws { try queue.close() }
 
   static func entry(_ db: Database, _ condition: String, _ arguments: StatementArguments) throws -> Entry? {
-    try Row.fetchOne(db, sql: "SELECT * FROM sandbox_payments WHERE \(condition)", arguments: arguments).map { row in
+    try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM sandbox_payments WHERE \(condition)"), arguments: arguments).map { row in
       Entry(
         reference: row["reference"], paymentID: row["payment_id"], amount: (try? Fen(row["amount"] as Int64)) ?? .zero,
         status: Status(rawValue: row["status"]) ?? .error, account: row["account"],
