@@ -227,13 +227,13 @@ public final class SandboxProvider: PaymentProvider {
     case .successAfterDelay(let seconds): (.success, now.addingTimeInterval(TimeInterval(seconds)))
     }
     do {
-      guard let entry = try await book.authorise(
+      guard let (entry, authorised) = try await book.authorise(
         reference: request.parameters["reference"] ?? "", account: account, outcome: outcome, decideAt: decideAt, now: now)
       else { return .text(404, "no such cashier session\n") }
-      guard entry.status == .authorised, entry.account == account else {
-        return .text(409, "this cashier session is \(entry.status.rawValue)\n")
-      }
-      notify(entry, status: "processing", after: .zero)
+      guard authorised else { return .text(409, "this cashier session is \(entry.status.rawValue)\n") }
+      // Like WeChat Pay and Alipay, an immediate outcome is reported once; a pending one is
+      // first reported as "processing" (so OneWindow knows the payer authorised), then decided.
+      if entry.status == .authorised { notify(entry, status: "processing", after: .zero) }
       if let outcome, let decideAt {
         let wait = Duration.milliseconds(Int64(max(0, decideAt.timeIntervalSince(now)) * 1000))
         notify(entry, status: outcome == .success ? "success" : outcome.rawValue, after: wait, decideFirst: true)

@@ -87,31 +87,52 @@ public final class SandboxProviderBook: Sendable {
     }
   }
 
-  /// The entry, with an authorised payment whose decision time has passed decided first.
+  /// The entry, with an authorised payment whose decision time has passed decided first (a
+  /// read unless a decision is due).
   public func entry(reference: String, now: Date) async throws -> Entry? {
-    try await queue.write { db in
+    guard let seen = try await queue.read({ db in try Self.entry(db, "reference = ?", [reference]) }) else { return nil }
+    guard Self.decisionDue(seen, now: now) else { return seen }
+    return try await queue.write { db in
       guard var entry = try Self.entry(db, "reference = ?", [reference]) else { return nil }
-      if entry.status == .authorised, let at = entry.decideAt, at <= now, let outcome = entry.outcome {
+      if Self.decisionDue(entry, now: now), let outcome = entry.outcome {
         entry.status = outcome
         entry.settledAt = outcome == .success ? now : nil
-        try db.cachedStatement(sql: "UPDATE sandbox_payments SET status = ?, settled_at = ? WHERE reference = ?").execute(arguments: [outcome.rawValue, entry.settledAt.map(SQLTime.ms), reference])
+        try db.cachedStatement(sql: "UPDATE sandbox_payments SET status = ?, settled_at = ? WHERE reference = ?")
+          .execute(arguments: [outcome.rawValue, entry.settledAt.map(SQLTime.ms), reference])
       }
       return entry
     }
   }
 
+  static func decisionDue(_ entry: Entry, now: Date) -> Bool {
+    guard entry.status == .authorised, let at = entry.decideAt, entry.outcome != nil else { return false }
+    return at <= now
+  }
+
   /// The payer submits an account number at the cashier. Only an open session can be paid;
-  /// returns the entry after the change (or unchanged if it was not open).
-  public func authorise(reference: String, account: String, outcome: Status?, decideAt: Date?, now: Date) async throws -> Entry? {
+  /// returns the entry and whether this call authorised it (false: it was not open).
+  public func authorise(reference: String, account: String, outcome: Status?, decideAt: Date?, now: Date) async throws
+    -> (entry: Entry, authorised: Bool)?
+  {
     try await queue.write { db in
       guard var entry = try Self.entry(db, "reference = ?", [reference]) else { return nil }
-      guard entry.status == .open else { return entry }
-      entry.status = .authorised
+      guard entry.status == .open else { return (entry, false) }
       entry.account = account
       entry.outcome = outcome
       entry.decideAt = decideAt
-      try db.cachedStatement(sql: "UPDATE sandbox_payments SET status = 'authorised', account = ?, outcome = ?, decide_at = ? WHERE reference = ?").execute(arguments: [account, outcome?.rawValue, decideAt.map(SQLTime.ms), reference])
-      return entry
+      // An outcome due now is decided at once; a later one (or none: the timeout account)
+      // leaves the payment authorised until then.
+      entry.status = .authorised
+      if Self.decisionDue(entry, now: now), let outcome {
+        entry.status = outcome
+        entry.settledAt = outcome == .success ? now : nil
+      }
+      try db.cachedStatement(
+        sql: "UPDATE sandbox_payments SET status = ?, account = ?, outcome = ?, decide_at = ?, settled_at = ? WHERE reference = ?"
+      ).execute(arguments: [
+        entry.status.rawValue, account, outcome?.rawValue, decideAt.map(SQLTime.ms), entry.settledAt.map(SQLTime.ms), reference,
+      ])
+      return (entry, true)
     }
   }
 
