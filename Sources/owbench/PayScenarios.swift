@@ -14,7 +14,7 @@ typealias PaymentClient = Onewindow_V1_PaymentService.Client<HTTP2ClientTranspor
 ///
 /// - pay: one call is a whole payment of a case's fee: CreateOrder, CreatePayment, the payer's
 ///   POST to the sandbox cashier (the success account), then GetPayment until the provider's
-///   callbacks have been received, confirmed with the provider and applied (SUCCESS with a
+///   callback has been received, confirmed with the provider and applied (SUCCESS with a
 ///   receipt). The cases are submitted by the setup (`--pay-cases`, default 8 000; each case is
 ///   paid once), so the figure is payments, not applications.
 extension Scenarios {
