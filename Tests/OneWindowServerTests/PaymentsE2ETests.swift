@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import GRPCCore
 import OneWindowAPI
 import OneWindowClientPosix
@@ -321,8 +322,11 @@ import Testing
         .with { $0.orderID = order.id; $0.line = 1; $0.waive = true; $0.reason = "困难群众" }, metadata: bearer(w.world.d1))
       #expect(all.totalFen == 0 && all.state == .waived)
       await expectRPCError(.failedPrecondition) { try await w.pay(all) }
-      let audit = try await env.count("audit_log")
-      #expect(audit > 0)
+      // Each adjustment is audited with its reason.
+      let audited = try await env.store.pool.read { db in
+        try String.fetchAll(db, sql: "SELECT action || ':' || reason FROM audit_log WHERE target_id = ? ORDER BY seq", arguments: [order.id])
+      }
+      #expect(audited == ["payment.fee_reduce:低保户减免", "payment.fee_waive:困难群众", "payment.fee_waive:困难群众"])
     }
   }
 
