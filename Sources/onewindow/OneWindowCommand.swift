@@ -73,6 +73,18 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Largest accepted request message in bytes. [env: ONEWINDOW_MAX_MESSAGE_BYTES] (default: 4194304)")
   var maxMessageBytes: Int?
 
+  @Option(help: "Seconds a new connection has to finish its opening (TLS, HTTP/2 preface and settings) and an HTTP request its headers, and longest pause inside an HTTP request body. [env: ONEWINDOW_HANDSHAKE_TIMEOUT_SECONDS] (default: 10)")
+  var handshakeTimeoutSeconds: Int?
+
+  @Option(help: "Longest an HTTP request body may take in all, in seconds. [env: ONEWINDOW_HTTP_BODY_TIMEOUT_SECONDS] (default: 60)")
+  var httpBodyTimeoutSeconds: Int?
+
+  @Option(help: "Open connections per listener (gRPC, HTTP); more are closed on accept. [env: ONEWINDOW_MAX_CONNECTIONS] (default: 10000)")
+  var maxConnections: Int?
+
+  @Option(help: "Open connections per client address and listener; more are closed on accept. [env: ONEWINDOW_MAX_CONNECTIONS_PER_ADDRESS] (default: 200)")
+  var maxConnectionsPerAddress: Int?
+
   @Option(help: "Days tombstones and push results are kept before compaction; older sync cursors reset. [env: ONEWINDOW_SYNC_RETENTION_DAYS] (default: 30)")
   var syncRetentionDays: Int?
 
@@ -119,6 +131,16 @@ struct Serve: AsyncParsableCommand {
     config.tlsKeyPath = tlsKey ?? Environment.value("ONEWINDOW_TLS_KEY")
     config.allowInsecure = insecure
     if let m = maxMessageBytes ?? Environment.value("ONEWINDOW_MAX_MESSAGE_BYTES").flatMap(Int.init) { config.maxMessageBytes = m }
+    if let s = handshakeTimeoutSeconds ?? Environment.value("ONEWINDOW_HANDSHAKE_TIMEOUT_SECONDS").flatMap(Int.init) {
+      config.handshakeTimeout = .seconds(s)
+    }
+    if let s = httpBodyTimeoutSeconds ?? Environment.value("ONEWINDOW_HTTP_BODY_TIMEOUT_SECONDS").flatMap(Int.init) {
+      config.httpBodyTimeout = .seconds(s)
+    }
+    if let n = maxConnections ?? Environment.value("ONEWINDOW_MAX_CONNECTIONS").flatMap(Int.init) { config.maxConnections = n }
+    if let n = maxConnectionsPerAddress ?? Environment.value("ONEWINDOW_MAX_CONNECTIONS_PER_ADDRESS").flatMap(Int.init) {
+      config.maxConnectionsPerAddress = n
+    }
     if let days = syncRetentionDays ?? Environment.value("ONEWINDOW_SYNC_RETENTION_DAYS").flatMap(Int.init) {
       guard (1...3650).contains(days) else { throw ValidationError("--sync-retention-days must be 1–3650") }
       config.sync.retention = .seconds(days * 24 * 3600)

@@ -190,10 +190,11 @@ import Testing
     // deadline also bounds the second attempt, whose new connection may wait out the client's
     // reconnect backoff: 3 s leaves room for a loaded machine (1 s failed 2 runs in 4).
     try await WebhookWorld.run(timeout: .seconds(3)) { world in
-      let first = try await WebhookReceiver.start()
-      let port = first.port
-      await first.stop()
-      let (endpoint, _) = try await world.addEndpoint(url: first.url)
+      // A bound socket that never listens refuses connections and keeps its port from other
+      // tests' ephemeral listeners until the receiver takes it over.
+      let reserved = try ReservedPort()
+      let port = reserved.port
+      let (endpoint, _) = try await world.addEndpoint(url: "http://127.0.0.1:\(port)/hooks")
       _ = try await world.queueEvent()
 
       #expect(try await world.dispatcher.runOnce() == 1)
@@ -204,6 +205,7 @@ import Testing
       #expect(delivery.nextAttemptAt != nil)
 
       // The receiver comes back on the same port.
+      reserved.release()
       let second = try await WebhookReceiver.start(statuses: [200], port: port)
       defer { Task { await second.stop() } }
       world.clock.advance(by: 31)
@@ -218,13 +220,14 @@ import Testing
     try await WebhookWorld.run(timeout: .milliseconds(300)) { world in
       let receiver = try await WebhookReceiver.start(statuses: [200])
       defer { Task { await receiver.stop() } }
-      receiver.setDelay(.seconds(4))
+      receiver.setDelay(.seconds(10))
       let (endpoint, _) = try await world.addEndpoint(url: receiver.url)
       _ = try await world.queueEvent()
 
       let started = ContinuousClock.now
       #expect(try await world.dispatcher.runOnce() == 1)
-      #expect(ContinuousClock.now - started < .seconds(3))
+      // Well before the receiver's answer: the attempt gave up at its 300 ms timeout.
+      #expect(ContinuousClock.now - started < .seconds(8))
       let delivery = try await world.onlyDelivery(endpoint)
       #expect(delivery.status == .temporaryFailure)
       #expect(delivery.attempts.first?.httpStatus == nil)

@@ -146,4 +146,8 @@ public enum SyncCollections {
   ]
 
   public static func named(_ name: String) -> CollectionSpec? { all.first { $0.name == name } }
+
+  /// Most entries a Pull, Watch or Verify collection filter may list (duplicates count; they
+  /// are then ignored). Twice the declared collections, so a client listing each one never hits it.
+  public static let maxFilterEntries = 16
 }

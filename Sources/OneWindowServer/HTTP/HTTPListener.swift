@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
 import NIOCore
 import ServiceLifecycle
@@ -25,6 +26,8 @@ final class HTTPListener: Service, Sendable {
   private let port: Int
   private let routes: [HTTPRoute]
   private let logger: Logger
+  private let limits: Limits
+  private let connections: ConnectionLimiter
   private let stopSignal = AsyncStream.makeStream(of: Void.self)
   private let state = Mutex(State())
 
@@ -47,12 +50,21 @@ final class HTTPListener: Service, Sendable {
     }
   }
 
-  init(host: String, port: Int, routes: [HTTPRoute], logger: Logger) {
+  /// Connection caps and request deadlines (see `HTTPRequestDeadlines`).
+  struct Limits: Sendable {
+    var connections = ConnectionLimiter.Limits(total: 10_000, perAddress: 200)
+    var deadlines = HTTPRequestDeadlines.Timeouts(headers: .seconds(10), bodyIdle: .seconds(10), bodyTotal: .seconds(60))
+    var idleTimeout: TimeAmount = .seconds(60)
+  }
+
+  init(host: String, port: Int, routes: [HTTPRoute], limits: Limits = Limits(), logger: Logger) {
     // Resolve names the way the gRPC transport does, so both listeners use the same interface.
     self.host = host == "localhost" ? "127.0.0.1" : host.trimmingCharacters(in: ["[", "]"])
     self.port = port
     self.routes = routes
+    self.limits = limits
     self.logger = logger
+    connections = ConnectionLimiter(limits: limits.connections, listener: "http", logger: logger)
   }
 
   /// Serves until `stop()` or the enclosing service group's graceful shutdown. Throws if the
@@ -67,7 +79,7 @@ final class HTTPListener: Service, Sendable {
 
     let application = Application(
       router: makeRouter(),
-      server: .http1(configuration: .init(idleTimeout: .seconds(60))),
+      server: GuardedHTTP1Channel.builder(limits: limits, connections: connections),
       configuration: ApplicationConfiguration(address: .hostname(host, port: port)),
       onServerRunning: { [self] channel in
         resolve(channel.localAddress?.port.map { .success($0) } ?? .failure(ListenerError.noPort))
@@ -196,5 +208,46 @@ final class HTTPListener: Service, Sendable {
     }
     return Response(
       status: HTTPResponse.Status(code: data.status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data.body)))
+  }
+}
+
+/// Hummingbird's HTTP/1.1 channel behind this listener's guards: a connection over the caps is
+/// closed as soon as it is accepted, and every admitted one gets request deadlines (Hummingbird's
+/// own idle timer restarts on every body part, so it cannot bound a trickled request).
+struct GuardedHTTP1Channel: ServerChildChannel {
+  typealias Value = HTTP1Channel.Value
+  let inner: HTTP1Channel
+  let connections: ConnectionLimiter
+  let deadlines: HTTPRequestDeadlines.Timeouts
+
+  static func builder(limits: HTTPListener.Limits, connections: ConnectionLimiter) -> HTTPServerBuilder {
+    HTTPServerBuilder { responder in
+      GuardedHTTP1Channel(
+        inner: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: limits.idleTimeout)),
+        connections: connections, deadlines: limits.deadlines)
+    }
+  }
+
+  func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+    // Refused connections are still set up (then closed), so the server's accept loop sees no error.
+    let admitted = connections.guardConnection(channel)
+    return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+      if admitted {
+        let shared = HTTPRequestDeadlines(timeouts: deadlines)
+        try channel.pipeline.syncOperations.addHandler(shared.rawBytes, position: .first)
+        try channel.pipeline.syncOperations.addHandler(shared.parts, position: .before(try Self.consumer(of: channel)))
+      }
+      return value
+    }
+  }
+
+  func handle(value: Value, logger: Logger) async {
+    await inner.handle(value: value, logger: logger)
+  }
+
+  /// The handler the request parts go to last (Hummingbird's connection state handler), so the
+  /// deadline handler sees decoded parts just before it.
+  private static func consumer(of channel: any Channel) throws -> any ChannelHandler {
+    try channel.pipeline.syncOperations.handler(type: HTTPConnectionStateHandler.self)
   }
 }

@@ -1,6 +1,7 @@
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
 import Logging
+import NIOCore
 import OneWindowAPI
 import OneWindowCore
 import OneWindowStore
@@ -140,6 +141,7 @@ public final class ServerApp: Sendable {
       Onewindow_V1_PaymentService.descriptor.fullyQualifiedService,
     ])
     self.health = health
+    let guards = GRPCListenerGuards(config: config, logger: logger)
     transport = HTTP2ServerTransport.Posix(
       address: Self.address(host: config.host, port: config.port),
       transportSecurity: try Self.security(config),
@@ -149,17 +151,23 @@ public final class ServerApp: Sendable {
         c.connection.keepalive.clientBehavior = .init(minPingIntervalWithoutCalls: .seconds(30), allowWithoutCalls: true)
         c.connection.maxIdleTime = .seconds(30 * 60)
         c.http2.maxConcurrentStreams = 256
+        c.channelDebuggingCallbacks = guards.callbacks
       })
     server = GRPCServer(
       transport: transport,
-      services: [health, identity, catalog, sync, cases, materials, certificates, evaluations, audit, inbox, notify, payments],
+      services: [health, identity, catalog, SyncEndpoints(service: sync), cases, materials, certificates, evaluations, audit, inbox, notify, payments],
       interceptors: [
         MetricsInterceptor(), StatusInterceptor(logger: logger), AuthInterceptor(identity: store.identity, clock: clock),
       ])
     // Operational routes, payment callbacks, the sandbox cashier, then any the caller passed (tests).
     httpRoutes = OperationalRoutes.make(health: health, metrics: .shared)
       + [PaymentCallbacks(desk: desk, clock: clock, logger: logger).route] + sandbox.routes + extraRoutes
-    http = HTTPListener(host: config.host, port: config.httpPort, routes: httpRoutes, logger: logger)
+    var httpLimits = HTTPListener.Limits()
+    httpLimits.connections = .init(total: config.maxConnections, perAddress: config.maxConnectionsPerAddress)
+    httpLimits.deadlines = .init(
+      headers: TimeAmount(config.handshakeTimeout), bodyIdle: TimeAmount(config.handshakeTimeout),
+      bodyTotal: TimeAmount(config.httpBodyTimeout))
+    http = HTTPListener(host: config.host, port: config.httpPort, routes: httpRoutes, limits: httpLimits, logger: logger)
     sandbox.bind(to: http, host: config.host)
   }
 

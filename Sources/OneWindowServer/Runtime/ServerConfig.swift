@@ -15,6 +15,15 @@ public struct ServerConfig: Sendable {
   public var allowInsecure = false
   /// Largest request message accepted, in bytes.
   public var maxMessageBytes = 4 * 1024 * 1024
+  /// A gRPC connection must finish TLS (when configured), the HTTP/2 preface and its SETTINGS
+  /// within this time of being accepted; an HTTP request its headers, and its body may pause no
+  /// longer between parts.
+  public var handshakeTimeout: Duration = .seconds(10)
+  /// Longest an HTTP request body may take in all.
+  public var httpBodyTimeout: Duration = .seconds(60)
+  /// Open connections per listener, in all and per client address; more are closed on accept.
+  public var maxConnections = 10_000
+  public var maxConnectionsPerAddress = 200
   public var logLevel: Logger.Level = .info
   public var sync = SyncSettings()
   public var cases = CaseSettings()
@@ -31,6 +40,8 @@ public struct ServerConfig: Sendable {
     case badPort(Int)
     case samePorts(Int)
     case badMessageSize(Int)
+    case badHandshakeTimeout
+    case badConnectionLimits(Int, Int)
 
     public var description: String {
       switch self {
@@ -40,6 +51,9 @@ public struct ServerConfig: Sendable {
       case .badPort(let p): "port \(p) is outside 0–65535"
       case .samePorts(let p): "the gRPC port and the HTTP port are both \(p): give --http-port another one"
       case .badMessageSize(let n): "max message size \(n) must be between 64 KiB and 64 MiB"
+      case .badHandshakeTimeout: "--handshake-timeout-seconds must be 1–300 and --http-body-timeout-seconds 1–3600"
+      case .badConnectionLimits(let total, let perAddress):
+        "--max-connections (\(total)) must be 1–1000000 and --max-connections-per-address (\(perAddress)) 1 to --max-connections"
       }
     }
   }
@@ -50,6 +64,12 @@ public struct ServerConfig: Sendable {
     guard httpPort == 0 || httpPort != port else { throw .samePorts(port) }
     guard (64 * 1024...64 * 1024 * 1024).contains(maxMessageBytes) else { throw .badMessageSize(maxMessageBytes) }
     guard (tlsCertificatePath == nil) == (tlsKeyPath == nil) else { throw .incompleteTLS }
+    guard (Duration.seconds(1)...Duration.seconds(300)).contains(handshakeTimeout),
+          (Duration.seconds(1)...Duration.seconds(3600)).contains(httpBodyTimeout)
+    else { throw .badHandshakeTimeout }
+    guard (1...1_000_000).contains(maxConnections), (1...maxConnections).contains(maxConnectionsPerAddress) else {
+      throw .badConnectionLimits(maxConnections, maxConnectionsPerAddress)
+    }
     if !usesTLS && !allowInsecure && !Self.isLoopback(host) { throw .insecureNonLoopback(host) }
   }
 

@@ -2,6 +2,7 @@ import GRPCCore
 import Logging
 import OneWindowCore
 import OneWindowStore
+import SwiftProtobuf
 
 /// Outermost interceptor but for `MetricsInterceptor`, which wraps it to count final codes: turns
 /// domain errors into gRPC statuses with actionable messages, and logs one line per RPC (method,
@@ -29,6 +30,8 @@ struct StatusInterceptor: ServerInterceptor {
       }
       return mapped
     }
+    var request = request
+    request.messages = RPCAsyncSequence(wrapping: DecodeErrorNaming(base: request.messages))
     var response: StreamingServerResponse<Output>
     do {
       response = try await next(request, context)
@@ -91,4 +94,40 @@ struct StatusInterceptor: ServerInterceptor {
       return RPCError(code: .internalError, message: "internal error (reference \(reference)); the operators have the details")
     }
   }
+}
+
+/// The request messages of a call, with a message that could not be decoded reported in the API's
+/// terms ("not a valid onewindow.v1.PushRequest") instead of the decoder's, which names Swift types.
+struct DecodeErrorNaming<Input: Sendable>: AsyncSequence, Sendable {
+  typealias Element = Input
+  typealias Failure = any Error
+  let base: RPCAsyncSequence<Input, any Error>
+
+  struct AsyncIterator: AsyncIteratorProtocol {
+    typealias Element = Input
+    typealias Failure = any Error
+    var base: RPCAsyncSequence<Input, any Error>.AsyncIterator
+
+    mutating func next() async throws -> Input? {
+      do {
+        return try await base.next()
+      } catch let error as RPCError where error.code == .invalidArgument && error.cause is BinaryDecodingError {
+        throw RPCError(code: .invalidArgument, message: Self.describe(error.cause))
+      }
+    }
+
+    static func describe(_ cause: (any Error)?) -> String {
+      let name = (Input.self as? any SwiftProtobuf.Message.Type)?.protoMessageName ?? "message"
+      let why: String
+      switch cause as? BinaryDecodingError {
+      case .truncated?: why = "it ends in the middle of a field"
+      case .invalidUTF8?: why = "a string field is not valid UTF-8"
+      case .messageDepthLimit?: why = "it nests messages more than 100 levels deep"
+      default: why = "it is not valid protobuf wire format"
+      }
+      return "the request is not a valid \(name): \(why)"
+    }
+  }
+
+  func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
 }

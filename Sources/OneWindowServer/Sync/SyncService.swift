@@ -89,21 +89,26 @@ struct SyncService: Onewindow_V1_SyncService.SimpleServiceProtocol {
   // MARK: - Push
 
   func push(request: Onewindow_V1_PushRequest, context: ServerContext) async throws -> Onewindow_V1_PushResponse {
+    try await push(DecodedPush(request), context: context)
+  }
+
+  /// The one implementation of Push; `SyncEndpoints` calls it with mutations the wire scan
+  /// already rejected in place.
+  func push(_ request: DecodedPush, context: ServerContext) async throws -> Onewindow_V1_PushResponse {
     let principal = SyncPrincipal(try RequestContext.requirePrincipal())
     try SyncClientID.validate(request.clientID)
     guard request.mutations.count <= Self.maxMutationsPerPush else {
       throw ValidationError("mutations", "at most \(Self.maxMutationsPerPush) per push (got \(request.mutations.count)); send the rest in the next push")
     }
     var previous: Int64 = 0
-    for (i, m) in request.mutations.enumerated() {
-      guard m.mutationID > previous else {
+    for (i, id) in request.mutationIDs.enumerated() {
+      guard id > previous else {
         throw ValidationError("mutations[\(i)].mutation_id", "must be positive and increase through the push")
       }
-      previous = m.mutationID
+      previous = id
     }
     let outcome = try await store.push(PushBatch(
-      clientID: request.clientID, principal: principal, mutations: request.mutations.map(IncomingMutation.init(wire:)),
-      rules: rules, now: clock.now()))
+      clientID: request.clientID, principal: principal, mutations: request.incoming, rules: rules, now: clock.now()))
     return .with {
       $0.results = outcome.results.map(Onewindow_V1_MutationResult.init)
       $0.lastMutationID = outcome.lastMutationID
@@ -172,7 +177,9 @@ struct SyncService: Onewindow_V1_SyncService.SimpleServiceProtocol {
   /// Validates a collection filter; nil means every collection.
   static func collections(_ names: [String]) throws(ValidationError) -> [String]? {
     guard !names.isEmpty else { return nil }
-    guard names.count <= SyncCollections.all.count * 2 else { throw ValidationError("collections", "too many entries") }
+    guard names.count <= SyncCollections.maxFilterEntries else {
+      throw ValidationError("collections", "at most \(SyncCollections.maxFilterEntries) entries (got \(names.count))")
+    }
     for name in names where SyncCollections.named(name) == nil {
       throw ValidationError("collections", "'\(name)' is not a collection of this server (see ListCollections)")
     }
