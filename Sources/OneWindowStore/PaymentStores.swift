@@ -66,18 +66,22 @@ public struct StoredPayment: Sendable, Equatable {
   public var createdAt: Date
   public var updatedAt: Date
   public var expiresAt: Date
+  /// When the provider was last asked about it (opening its session counts; its creation until
+  /// then). The repair pass works through unfinished payments least recently checked first.
+  public var checkedAt: Date
   /// Filled when read: oldest first.
   public var refunds: [StoredRefund]
 
   public init(
     id: String, orderID: String, caseID: String, applicantID: String, departmentCode: String, amount: Fen, state: PaymentState,
     code: String = "", provider: String, providerReference: String = "", cashierURL: String = "", receiptNumber: String? = nil,
-    createdAt: Date, updatedAt: Date, expiresAt: Date, refunds: [StoredRefund] = []
+    createdAt: Date, updatedAt: Date, expiresAt: Date, checkedAt: Date? = nil, refunds: [StoredRefund] = []
   ) {
     self.id = id; self.orderID = orderID; self.caseID = caseID; self.applicantID = applicantID
     self.departmentCode = departmentCode; self.amount = amount; self.state = state; self.code = code; self.provider = provider
     self.providerReference = providerReference; self.cashierURL = cashierURL; self.receiptNumber = receiptNumber
-    self.createdAt = createdAt; self.updatedAt = updatedAt; self.expiresAt = expiresAt; self.refunds = refunds
+    self.createdAt = createdAt; self.updatedAt = updatedAt; self.expiresAt = expiresAt; self.checkedAt = checkedAt ?? createdAt
+    self.refunds = refunds
   }
 
   /// Refunds that completed.
@@ -173,7 +177,8 @@ public protocol PaymentStore: Sendable {
   /// its due amount is not the payment's, or it has an unfinished payment.
   func createPayment(_ payment: StoredPayment, claim: IdempotencyClaim, audit: AuditEvent, now: Date) async throws
     -> (payment: StoredPayment, created: Bool)
-  /// Records the provider's session for a `created` payment and moves it to `started`.
+  /// Records the provider's session for a `created` payment and moves it to `started` (its
+  /// `checkedAt` becomes `now`).
   func startPayment(id: String, providerReference: String, cashierURL: String, now: Date) async throws -> StoredPayment
   func payment(id: String) async throws -> StoredPayment?
   func payment(provider: String, reference: String) async throws -> StoredPayment?
@@ -183,8 +188,14 @@ public protocol PaymentStore: Sendable {
   /// writes the capture to the ledger, marks the order paid, stores the receipt and queues the
   /// `payment.succeeded` event; moving to an unpaid end queues `payment.failed`.
   func apply(_ change: PaymentChange, now: Date) async throws -> PaymentChangeResult
-  /// Unfinished payments created before `before` (expiry and repair), oldest first.
+  /// Unfinished payments created before `before` (expiry), oldest first.
   func unfinishedPayments(createdBefore before: Date, limit: Int) async throws -> [StoredPayment]
+  /// Unfinished payments whose cashier was opened (`started`, `submitted`) and that were last
+  /// checked with the provider at or before `checkedBy`, least recently checked first (repair:
+  /// a backlog larger than `limit` is worked through over several passes, none starves).
+  func paymentsToCheck(checkedBy: Date, limit: Int) async throws -> [StoredPayment]
+  /// Records that the provider was asked about the payment at `at` (its `checkedAt`).
+  func recordProviderCheck(paymentID: String, at: Date) async throws
 
   /// Stores a `submitted` refund after checking it in the same transaction against the
   /// payment's refundable amount (`RefundRules`; `refundableSeen` nil for automatic refunds).

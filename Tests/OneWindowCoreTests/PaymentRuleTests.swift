@@ -57,13 +57,14 @@ private func fen(_ v: Int64) -> Fen {
     #expect(PaymentState.success.code == nil)
   }
 
-  @Test func expiryQueriesTheProviderBeforeExpiringASubmittedPayment() {
+  @Test func expiryQueriesTheProviderBeforeExpiringAPaymentWithASession() {
     let expiry = PaymentExpiry()
     let created = Date(timeIntervalSince1970: 1_800_000_000)
     let late = created.addingTimeInterval(90 * 60)
     let early = created.addingTimeInterval(89 * 60)
     #expect(expiry.decide(state: .created, createdAt: created, now: late) == .expire)
-    #expect(expiry.decide(state: .started, createdAt: created, now: late) == .expire)
+    // An immediate success sends no "processing": a `started` payment may be paid too.
+    #expect(expiry.decide(state: .started, createdAt: created, now: late) == .queryProviderFirst)
     #expect(expiry.decide(state: .submitted, createdAt: created, now: late) == .queryProviderFirst)
     #expect(expiry.decide(state: .started, createdAt: created, now: early) == .notYet)
     #expect(expiry.decide(state: .submitted, createdAt: created, now: early) == .notYet)

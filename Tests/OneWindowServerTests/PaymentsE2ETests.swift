@@ -250,6 +250,122 @@ import Testing
     }
   }
 
+  /// An immediate success sends one callback and no "processing" first; when that callback
+  /// is lost, a payer who returns from the cashier and asks (here 50 times at once) sees the
+  /// success, the provider is asked once, and the payer is told exactly once.
+  @Test func aPayerReturningAfterALostCallbackSeesTheSuccessAndIsToldOnce() async throws {
+    let receiver = try await WebhookReceiver.start()
+    defer { Task { await receiver.stop() } }
+    try await TestEnvironment.run(configure: {
+      $0.payments.sandboxCallbackDelay = .seconds(3600)  // the provider's callback never arrives
+      $0.notifications.allowLoopbackHTTPWebhooks = true
+    }) { env in
+      let w = try await PaymentWorld.make(env)
+      _ = try await env.notifyAPI.addWebhook(
+        .with { $0.url = receiver.url; $0.eventTypes = ["payment.succeeded"] }, metadata: bearer(w.world.admin))
+      let (_, order) = try await w.orderedCase()
+      let payment = try await w.pay(order)
+      #expect(try await w.authorise(payment).status == 202)
+      // A payment younger than 5 s is read from our books only.
+      let before = env.app.sandbox.statusQueries
+      #expect(try await w.payment(payment.id, w.world.citizen).state == .started)
+      #expect(env.app.sandbox.statusQueries == before)
+
+      env.clock.advance(by: 6)
+      let states = try await withThrowingTaskGroup(of: Onewindow_V1_PaymentState.self) { group in
+        for _ in 0..<50 { group.addTask { try await w.payment(payment.id, w.world.citizen).state } }
+        return try await group.reduce(into: [Onewindow_V1_PaymentState]()) { $0.append($1) }
+      }
+      #expect(states.count == 50 && states.allSatisfy { $0 == .success }, "\(Set(states))")
+      let queries = env.app.sandbox.statusQueries - before
+      #expect((1...2).contains(queries), "\(queries) provider queries")
+      let paid = try await w.payment(payment.id)
+      #expect(paid.state == .success && !paid.receiptNumber.isEmpty)
+      // Within 5 s of that check the provider is not asked again.
+      #expect(env.app.sandbox.statusQueries - before == queries)
+
+      // The late callback (or a provider's retry) changes nothing and tells nobody again.
+      #expect(try await w.callback(payment, status: "success").text.contains("ignored"))
+      try await env.app.systemEvents.runOnce()
+      _ = try await env.app.deliveries.runOnce()
+      let delivered = await eventually(.seconds(10)) { !receiver.requests.isEmpty }
+      #expect(delivered)
+      try await env.app.systemEvents.runOnce()
+      _ = try await env.app.deliveries.runOnce()
+      try await Task.sleep(for: .milliseconds(300))
+      #expect(receiver.requests.filter { $0.header("OneWindow-Event-Type") == "payment.succeeded" }.count == 1)
+      let inbox = try await env.inboxAPI.listInbox(.init(), metadata: bearer(w.world.citizen))
+      #expect(inbox.messages.filter { $0.title == "缴费成功" }.count == 1)
+      let ledger = try await w.ledgerCheck()
+      #expect(ledger.violations.isEmpty && ledger.transactions == 1)
+    }
+  }
+
+  /// Lost callbacks without a crash: the periodic repair pass asks about `started` payments
+  /// too (an immediate success sends no "processing"), and each payment at most once a minute.
+  @Test func theRepairPassFindsSuccessesOfStartedPayments() async throws {
+    try await TestEnvironment.run(configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
+      var w = try await PaymentWorld.make(env)
+      var paid: [String] = []
+      for _ in 0..<3 {
+        let (_, order) = try await w.orderedCase()
+        let payment = try await w.pay(order)
+        try await w.authorise(payment)
+        paid.append(payment.id)
+      }
+      // Authorised with the timeout account: the provider keeps it pending.
+      let (_, o4) = try await w.orderedCase()
+      let pending = try await w.pay(o4)
+      try await w.authorise(pending, account: SandboxAccounts.timeout)
+      // Never authorised.
+      let (_, o5) = try await w.orderedCase()
+      let open = try await w.pay(o5)
+
+      // (A background pass the last case submission kicked may run after the jump too and
+      // check some of them itself: counted from before the jump, each is asked once or twice.)
+      let before = env.app.sandbox.statusQueries
+      env.clock.advance(by: 61)
+      try await env.app.paymentJobs.runOnce()
+      let asked = env.app.sandbox.statusQueries - before
+      #expect((5...10).contains(asked), "\(asked) provider queries")
+      try await w.world.relogin()
+      for id in paid {
+        let payment = try await w.payment(id)
+        #expect(payment.state == .success && !payment.receiptNumber.isEmpty)
+      }
+      // Its lost "processing" is learnt too; the unpaid one stays as it was.
+      #expect(try await w.payment(pending.id).state == .submitted)
+      #expect(try await w.payment(open.id).state == .started)
+      // Checked a moment ago: the next pass leaves them alone.
+      try await env.app.paymentJobs.runOnce()
+      #expect(env.app.sandbox.statusQueries - before == asked)
+      let ledger = try await w.ledgerCheck()
+      #expect(ledger.violations.isEmpty && ledger.transactions == 3)
+    }
+  }
+
+  /// Expiry asks first: a `started` payment the provider reports as paid (its callback lost) is
+  /// captured, and never closed at the provider. (An unpaid one is closed and expired:
+  /// `expiryQueriesTheProviderForAuthorisedPayments`.)
+  @Test func expiryCapturesAStartedPaymentTheProviderReportsAsPaid() async throws {
+    try await TestEnvironment.run(configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
+      var w = try await PaymentWorld.make(env)
+      let (_, order) = try await w.orderedCase()
+      let payment = try await w.pay(order)
+      try await w.authorise(payment)
+
+      let closes = env.app.sandbox.closeRequests
+      env.clock.advance(by: 91 * 60)
+      try await env.app.paymentJobs.runOnce()
+      try await w.world.relogin()
+      let captured = try await w.payment(payment.id)
+      #expect(captured.state == .success && !captured.receiptNumber.isEmpty)
+      #expect(env.app.sandbox.closeRequests == closes)
+      let ledger = try await w.ledgerCheck()
+      #expect(ledger.violations.isEmpty && ledger.transactions == 1)
+    }
+  }
+
   @Test func withdrawingAPaidCaseRefundsItAutomatically() async throws {
     try await TestEnvironment.run { env in
       let w = try await PaymentWorld.make(env)

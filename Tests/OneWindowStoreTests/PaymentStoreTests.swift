@@ -404,6 +404,34 @@ extension StoreError {
     }
   }
 
+  /// The repair pass's list: payments with a provider session, least recently checked first,
+  /// so recording a check sends a payment to the back and a backlog is worked through.
+  @Test func paymentsToCheckAreTheLeastRecentlyCheckedFirst() async throws {
+    try await withTemporaryStore { store in
+      let s = store.payments
+      for i in 1...3 {
+        let order = try await P.openOrder(store, "c\(i)")
+        _ = try await P.createdPayment(store, order, id: "p\(i)")
+        _ = try await s.startPayment(id: "p\(i)", providerReference: "ref-\(i)", cashierURL: "", now: P.at(Double(i)))
+      }
+      // Never opened at the provider: nothing to ask about.
+      _ = try await P.createdPayment(store, try await P.openOrder(store, "c4"), id: "p4")
+      #expect(try await s.payment(id: "p2")?.checkedAt == P.at(2))
+      #expect(try await s.paymentsToCheck(checkedBy: P.at(10), limit: 2).map(\.id) == ["p1", "p2"])
+      #expect(try await s.paymentsToCheck(checkedBy: P.at(2), limit: 10).map(\.id) == ["p1", "p2"])
+
+      try await s.recordProviderCheck(paymentID: "p1", at: P.at(11))
+      try await s.recordProviderCheck(paymentID: "p2", at: P.at(12))
+      #expect(try await s.payment(id: "p1")?.checkedAt == P.at(11))
+      #expect(try await s.paymentsToCheck(checkedBy: P.at(20), limit: 2).map(\.id) == ["p3", "p1"])
+      #expect(try await s.paymentsToCheck(checkedBy: P.at(11), limit: 10).map(\.id) == ["p3", "p1"])
+      // A submitted one is listed too; a finished one no longer.
+      _ = try await s.apply(PaymentChange(paymentID: "p1", event: .submit), now: P.at(13))
+      _ = try await s.apply(PaymentChange(paymentID: "p3", event: .succeed), now: P.at(13))
+      #expect(try await s.paymentsToCheck(checkedBy: P.at(20), limit: 10).map(\.id) == ["p1", "p2"])
+    }
+  }
+
   @Test func aChangeWithoutAnEventOnlyRecordsItsNotification() async throws {
     try await withTemporaryStore { store in
       let s = store.payments

@@ -123,9 +123,10 @@ public enum PaymentLifecycle {
   }
 }
 
-/// Expiry of unpaid payments (Pay: `CHARGE_EXPIRY_WINDOW_SECONDS` = 5400 s). A payment in
-/// `submitted` may already have been paid at the provider, so it is never expired blind: the
-/// provider is queried first and its answer wins.
+/// Expiry of unpaid payments (Pay: `CHARGE_EXPIRY_WINDOW_SECONDS` = 5400 s). A payment whose
+/// cashier was opened (`started` or `submitted`) may already have been paid at the provider —
+/// an immediate success sends no "processing" first, so a lost callback leaves it `started` —
+/// so it is never expired blind: the provider is queried first and its answer wins.
 public struct PaymentExpiry: Sendable, Equatable {
   public static let defaultWindow: TimeInterval = 90 * 60
   public var window: TimeInterval
@@ -133,7 +134,7 @@ public struct PaymentExpiry: Sendable, Equatable {
   public init(window: TimeInterval = PaymentExpiry.defaultWindow) { self.window = window }
 
   public enum Decision: Sendable, Equatable {
-    /// Apply `PaymentEvent.expire` (→ failed, P0020).
+    /// Apply `PaymentEvent.expire` (→ failed, P0020): no provider session was opened.
     case expire
     /// Ask the provider for the real outcome before doing anything.
     case queryProviderFirst
@@ -143,6 +144,6 @@ public struct PaymentExpiry: Sendable, Equatable {
 
   public func decide(state: PaymentState, createdAt: Date, now: Date) -> Decision {
     guard !state.isTerminal, now.timeIntervalSince(createdAt) >= window else { return .notYet }
-    return state == .submitted ? .queryProviderFirst : .expire
+    return state == .created ? .expire : .queryProviderFirst
   }
 }

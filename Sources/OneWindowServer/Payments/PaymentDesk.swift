@@ -3,6 +3,7 @@ import Logging
 import Metrics
 import OneWindowCore
 import OneWindowStore
+import Synchronization
 
 /// The one place payments change state, shared by the RPCs, the provider callbacks and the
 /// background jobs: it asks the provider, builds the receipt and hands one `PaymentChange` to
@@ -16,6 +17,8 @@ final class PaymentDesk: Sendable {
   let logger: Logger
   /// Called after a change that queued a notification event.
   let eventsQueued: @Sendable () -> Void
+  /// The provider checks `GetPayment` started in the last `readCheckAfter`, by payment id.
+  private let readChecks = Mutex<[String: (at: Date, task: Task<StoredPayment, any Error>)]>([:])
 
   init(
     store: any Store, provider: any PaymentProvider, issuer: IssuerKeys, settings: PaymentSettings, clock: any WallClock,
@@ -126,59 +129,127 @@ final class PaymentDesk: Sendable {
     return finished
   }
 
+  // MARK: - Asking the provider
+
+  /// Asks the provider about an unfinished payment whose cashier was opened and applies its
+  /// answer as the lost callback would have: an outcome, or "the payer authorised" (a lost
+  /// "processing"). Still open, closed or unknown changes nothing here (expiry deals with it).
+  /// The check is recorded first, so a provider failing on one payment does not keep the
+  /// repair pass from the others.
+  @discardableResult
+  func check(_ payment: StoredPayment) async throws -> StoredPayment {
+    try await store.payments.recordProviderCheck(paymentID: payment.id, at: clock.now())
+    let status = try await provider.status(reference: payment.providerReference)
+    switch status {
+    case .pending(authorised: true) where payment.state == .started: break
+    case .pending, .closed, .unknown: return payment
+    case .success, .failed, .error: break
+    }
+    return try await apply(status, to: payment)?.payment ?? payment
+  }
+
+  private enum ReadCheck {
+    case fresh
+    case lead(Task<StoredPayment, any Error>)
+    case join(Task<StoredPayment, any Error>)
+  }
+
+  /// What `GetPayment` shows: the stored payment or, when it is unfinished and neither changed
+  /// nor checked for `readCheckAfter`, the provider's answer — a payer back from the cashier
+  /// sees the truth even if the callback was lost. One check per payment per interval: callers
+  /// arriving meanwhile wait for it and read its result (50 polling clients, one query). If the
+  /// provider fails, the stored payment is shown.
+  func current(_ payment: StoredPayment) async throws -> StoredPayment {
+    guard payment.state == .started || payment.state == .submitted, !payment.providerReference.isEmpty else { return payment }
+    let now = clock.now()
+    let interval = settings.readCheckAfter
+    let step = readChecks.withLock { checks -> ReadCheck in
+      if let recent = checks[payment.id], now.timeIntervalSince(recent.at) < interval { return .join(recent.task) }
+      guard now.timeIntervalSince(max(payment.updatedAt, payment.checkedAt)) >= interval else { return .fresh }
+      checks = checks.filter { now.timeIntervalSince($0.value.at) < interval }
+      // Not the caller's task: a caller giving up must not cancel the check the others wait for.
+      let task = Task { try await self.check(payment) }
+      checks[payment.id] = (now, task)
+      return .lead(task)
+    }
+    switch step {
+    case .fresh:
+      return payment
+    case .lead(let task):
+      do { return try await task.value } catch {
+        logger.warning("provider check on read failed; showing the stored payment", metadata: [
+          "payment": "\(payment.id)", "error": "\(String(reflecting: type(of: error)))",
+        ])
+        return payment
+      }
+    case .join(let task):
+      // The leader logs a failure; whatever it changed is in the store now.
+      _ = try? await task.value
+      return try await store.payments.payment(id: payment.id) ?? payment
+    }
+  }
+
   // MARK: - Background passes
 
-  /// Expires unfinished payments past their window (querying the provider first for those the
-  /// payer authorised) and repairs payments stuck in `submitted` — e.g. the server crashed after
-  /// the provider took the money — from the provider's answer. `stuckAfter` nil checks every
-  /// submitted payment (the first pass after a start).
+  /// Expires unfinished payments past their window, then repairs the ones whose outcome we
+  /// missed — a lost callback, or the provider took the money while the server was down —
+  /// from the provider's answer: every payment whose cashier was opened (`started` too: an
+  /// immediate success sends no "processing" first) and that was not checked for `stuckAfter`,
+  /// least recently checked first, so a backlog cannot starve any payment. `stuckAfter` nil
+  /// checks them all (the first pass after a start).
   @discardableResult
   func expireAndRepair(stuckAfter: TimeInterval?) async throws -> Int {
     let now = clock.now()
     let expiry = PaymentExpiry(window: settings.expiryWindow)
     var changed = 0
-    let candidates = try await store.payments.unfinishedPayments(createdBefore: now, limit: 500)
-    for payment in candidates {
+    var expired = Set<String>()
+    for payment in try await store.payments.unfinishedPayments(createdBefore: now.addingTimeInterval(-settings.expiryWindow), limit: 500) {
       let decision = expiry.decide(state: payment.state, createdAt: payment.createdAt, now: now)
-      let stuck = payment.state == .submitted && now.timeIntervalSince(payment.updatedAt) >= (stuckAfter ?? 0)
+      guard decision != .notYet else { continue }
+      expired.insert(payment.id)
       do {
-        switch decision {
-        case .expire:
-          // Close it at the provider first: a payer still on the cashier must not pay a
-          // payment we are about to expire. If they already did, their answer wins.
-          let status = payment.providerReference.isEmpty ? .closed : try await provider.close(reference: payment.providerReference)
-          if status.event != nil {
-            // Paid, refused — or authorised after all (a lost callback): then it is `submitted`
-            // now, and the next pass queries the provider before expiring it.
-            if try await apply(status, to: payment) != nil { changed += 1 }
-          } else {
-            _ = try await store.payments.apply(PaymentChange(paymentID: payment.id, event: .expire), now: now)
-            eventsQueued()
-            changed += 1
-          }
-        case .queryProviderFirst:
-          let status = try await provider.status(reference: payment.providerReference)
-          switch status {
-          case .pending, .closed, .unknown:
-            _ = try await store.payments.apply(PaymentChange(paymentID: payment.id, event: .expire), now: now)
-            eventsQueued()
-          default:
-            try await apply(status, to: payment)
-          }
-          changed += 1
-        case .notYet:
-          guard stuck, !payment.providerReference.isEmpty else { continue }
-          let status = try await provider.status(reference: payment.providerReference)
-          if case .pending = status { continue }
-          if try await apply(status, to: payment) != nil { changed += 1 }
-        }
+        if try await expire(payment, askFirst: decision == .queryProviderFirst, now: now) { changed += 1 }
       } catch {
-        logger.warning("payment expiry/repair failed; retrying on the next pass", metadata: [
+        logger.warning("payment expiry failed; retrying on the next pass", metadata: [
+          "payment": "\(payment.id)", "error": "\(String(reflecting: type(of: error)))",
+        ])
+      }
+    }
+    let checkedBy = stuckAfter.map { now.addingTimeInterval(-$0) } ?? now
+    for payment in try await store.payments.paymentsToCheck(checkedBy: checkedBy, limit: 500) where !expired.contains(payment.id) {
+      do {
+        if try await check(payment).state != payment.state { changed += 1 }
+      } catch {
+        logger.warning("payment repair failed; retrying on the next pass", metadata: [
           "payment": "\(payment.id)", "error": "\(String(reflecting: type(of: error)))",
         ])
       }
     }
     return changed
+  }
+
+  /// Expires a payment past its window unless the provider says otherwise. One with a session
+  /// is asked about first: money the provider took is captured (never closed at the provider),
+  /// a decline or error is recorded, and an authorised `started` one becomes `submitted` (the
+  /// next pass asks again). Only a session still unpaid is closed — so a payer still on the
+  /// cashier cannot pay it — and if the payer paid in that instant, the close reports it.
+  private func expire(_ payment: StoredPayment, askFirst: Bool, now: Date) async throws -> Bool {
+    var status = ProviderPaymentStatus.closed
+    if askFirst, !payment.providerReference.isEmpty {
+      try await store.payments.recordProviderCheck(paymentID: payment.id, at: now)
+      status = try await provider.status(reference: payment.providerReference)
+      if status == .pending(authorised: false) { status = try await provider.close(reference: payment.providerReference) }
+    }
+    switch status {
+    case .success, .failed, .error:
+      return try await apply(status, to: payment) != nil
+    case .pending(authorised: true) where payment.state == .started:
+      return try await apply(status, to: payment) != nil
+    case .pending, .closed, .unknown:
+      _ = try await store.payments.apply(PaymentChange(paymentID: payment.id, event: .expire), now: now)
+      eventsQueued()
+      return true
+    }
   }
 
   /// Finishes refunds left `submitted` (asks the provider again) and refunds the payments of

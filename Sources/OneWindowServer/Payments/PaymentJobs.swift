@@ -4,10 +4,11 @@ import OneWindowCore
 import OneWindowStore
 import ServiceLifecycle
 
-/// The payments background job: expiry, repair of payments stuck in `submitted` and of
-/// unfinished refunds, automatic refunds of withdrawn cases, and pruning of idempotency keys.
-/// Its first pass after a start checks every submitted payment with the provider, so money
-/// taken while the server was down is recorded without waiting for a callback.
+/// The payments background job: expiry, repair of unfinished payments whose outcome was missed
+/// and of unfinished refunds, automatic refunds of withdrawn cases, and pruning of idempotency
+/// keys. Its first pass after a start checks every payment whose cashier was opened with the
+/// provider, so money taken while the server was down is recorded without waiting for a
+/// callback (the provider's pending callbacks died with the process).
 public final class PaymentJobs: Service, Sendable {
   let desk: PaymentDesk
   let settings: PaymentSettings
@@ -42,7 +43,8 @@ public final class PaymentJobs: Service, Sendable {
     }
   }
 
-  /// One pass (tests call it with a manual clock). `startup` checks every submitted payment.
+  /// One pass (tests call it with a manual clock). `startup` checks every unfinished payment
+  /// whose cashier was opened, however recently it was checked.
   public func runOnce(startup: Bool = false) async throws {
     try await desk.expireAndRepair(stuckAfter: startup ? nil : settings.stuckAfter)
     try await desk.repairRefunds()

@@ -167,9 +167,11 @@ struct PaymentService: Onewindow_V1_PaymentService.ServiceProtocol {
     return ServerResponse(message: Self.message(started))
   }
 
+  /// An unfinished payment is brought up to date with the provider first (`PaymentDesk.current`).
   func getPayment(request: ServerRequest<Onewindow_V1_GetPaymentRequest>, context: ServerContext) async throws -> ServerResponse<Onewindow_V1_Payment> {
     let p = try RequestContext.requirePrincipal()
-    return ServerResponse(message: Self.message(try await visiblePayment(request.message.paymentID, p)))
+    let payment = try await visiblePayment(request.message.paymentID, p)
+    return ServerResponse(message: Self.message(try await desk.current(payment)))
   }
 
   func cancelPayment(

@@ -24,6 +24,13 @@ public final class SandboxProvider: PaymentProvider {
   /// The HTTP listener the cashier and the callback endpoint live on, bound after init.
   private let listener = Mutex<(listener: HTTPListener?, host: String)>((nil, "127.0.0.1"))
   private let pending = Mutex<(closed: Bool, tasks: [UInt64: Task<Void, Never>], next: UInt64)>((false, [:], 0))
+  private let queries = Atomic<Int>(0)
+  private let closes = Atomic<Int>(0)
+
+  /// How often OneWindow asked the sandbox for a payment's status, and asked it to close one:
+  /// what a real provider meters and rate-limits (tests check the repair paths stay frugal).
+  public var statusQueries: Int { queries.load(ordering: .relaxed) }
+  public var closeRequests: Int { closes.load(ordering: .relaxed) }
 
   /// The sandbox's own client: a real provider sends many callbacks at once, and the shared
   /// client keeps only 8 connections per host (callbacks would queue behind each other).
@@ -92,13 +99,19 @@ public final class SandboxProvider: PaymentProvider {
   }
 
   public func status(reference: String) async throws -> ProviderPaymentStatus {
-    guard let entry = try await book.entry(reference: reference, now: clock.now()) else { return .unknown }
-    return Self.status(entry)
+    queries.add(1, ordering: .relaxed)
+    return try await currentStatus(reference: reference)
   }
 
   public func close(reference: String) async throws -> ProviderPaymentStatus {
+    closes.add(1, ordering: .relaxed)
     guard try await book.close(reference: reference) != nil else { return .unknown }
-    return try await status(reference: reference)
+    return try await currentStatus(reference: reference)
+  }
+
+  private func currentStatus(reference: String) async throws -> ProviderPaymentStatus {
+    guard let entry = try await book.entry(reference: reference, now: clock.now()) else { return .unknown }
+    return Self.status(entry)
   }
 
   public func refund(_ request: ProviderRefundRequest) async throws -> ProviderRefundStatus {

@@ -29,7 +29,8 @@ public final class ServerApp: Sendable {
   let hub: NotificationHub
   /// The payments background job (expiry, repair, automatic refunds), public for tests.
   public let paymentJobs: PaymentJobs
-  let sandbox: SandboxProvider
+  /// The sandbox provider (tests read how often it was queried).
+  public let sandbox: SandboxProvider
   /// Every route of the plain-HTTP listener: /healthz, /metrics, then the ones passed to `make`
   /// (tests) and those other modules contribute in `init`.
   let httpRoutes: [HTTPRoute]

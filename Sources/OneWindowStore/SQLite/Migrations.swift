@@ -507,6 +507,17 @@ enum Migrations {
         );
         """)
     }
+    // When each payment was last checked with the provider, so the repair pass asks about the
+    // least recently checked first and a backlog cannot starve any payment. Existing payments
+    // count as checked when they last changed.
+    m.registerMigration("v6-payment-checks") { db in
+      try db.execute(
+        sql: """
+        ALTER TABLE payments ADD COLUMN provider_checked_at INTEGER NOT NULL DEFAULT 0;
+        UPDATE payments SET provider_checked_at = updated_at;
+        CREATE INDEX payments_to_check ON payments(provider_checked_at, id) WHERE state IN ('started', 'submitted');
+        """)
+    }
     return m
   }
 }

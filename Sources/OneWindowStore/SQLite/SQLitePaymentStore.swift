@@ -2,10 +2,10 @@ import Foundation
 import GRDB
 import OneWindowCore
 
-/// Payments in SQLite (migration `v5-payments`). Every state change and its ledger postings,
-/// receipt, order update, outbox event and audit entry commit in one transaction; the partial
-/// unique indexes make "one unfinished payment per order" and "one capture per payment" hold
-/// even against a bug in the code above them.
+/// Payments in SQLite (migrations `v5-payments`, `v6-payment-checks`). Every state change and
+/// its ledger postings, receipt, order update, outbox event and audit entry commit in one
+/// transaction; the partial unique indexes make "one unfinished payment per order" and "one
+/// capture per payment" hold even against a bug in the code above them.
 struct SQLitePaymentStore: PaymentStore {
   let pool: DatabasePool
 
@@ -148,7 +148,7 @@ struct SQLitePaymentStore: PaymentStore {
       state: PaymentState(rawValue: row["state"]) ?? .error, code: row["code"], provider: row["provider"],
       providerReference: row["provider_reference"], cashierURL: row["cashier_url"], receiptNumber: row["receipt_number"],
       createdAt: SQLTime.date(row["created_at"] as Int64), updatedAt: SQLTime.date(row["updated_at"] as Int64),
-      expiresAt: SQLTime.date(row["expires_at"] as Int64))
+      expiresAt: SQLTime.date(row["expires_at"] as Int64), checkedAt: SQLTime.date(row["provider_checked_at"] as Int64) as Date)
   }
 
   static func refund(_ row: Row) -> StoredRefund {
@@ -199,11 +199,12 @@ struct SQLitePaymentStore: PaymentStore {
       }
       try db.cachedStatement(sql: """
           INSERT INTO payments (id, order_id, case_id, applicant_id, department_code, amount, state, code, provider,
-            provider_reference, cashier_url, receipt_number, created_at, updated_at, expires_at)
-          VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, '', '', NULL, ?, ?, ?)
+            provider_reference, cashier_url, receipt_number, created_at, updated_at, expires_at, provider_checked_at)
+          VALUES (?, ?, ?, ?, ?, ?, ?, '', ?, '', '', NULL, ?, ?, ?, ?)
           """).execute(arguments: [
           payment.id, order.id, order.caseID, order.applicantID, order.departmentCode, payment.amount.value,
           PaymentState.created.rawValue, payment.provider, SQLTime.ms(now), SQLTime.ms(now), SQLTime.ms(payment.expiresAt),
+          SQLTime.ms(now),
         ])
       try Self.record(claim, resource: payment.id, now: now, db)
       try SQLiteAudit.append(audit, now: now, db)
@@ -216,11 +217,12 @@ struct SQLitePaymentStore: PaymentStore {
     try await pool.write { db in
       guard var payment = try Self.payment(id: id, db) else { throw StoreError.notFound("payment \(id)") }
       guard case .moved(let to) = PaymentLifecycle.apply(.start, to: payment.state) else { return payment }
-      try db.cachedStatement(sql: "UPDATE payments SET state = ?, provider_reference = ?, cashier_url = ?, updated_at = ? WHERE id = ?").execute(arguments: [to.rawValue, providerReference, cashierURL, SQLTime.ms(now), id])
+      try db.cachedStatement(sql: "UPDATE payments SET state = ?, provider_reference = ?, cashier_url = ?, updated_at = ?, provider_checked_at = ? WHERE id = ?").execute(arguments: [to.rawValue, providerReference, cashierURL, SQLTime.ms(now), SQLTime.ms(now), id])
       payment.state = to
       payment.providerReference = providerReference
       payment.cashierURL = cashierURL
       payment.updatedAt = Self.stored(now)
+      payment.checkedAt = Self.stored(now)
       return payment
     }
   }
@@ -291,6 +293,26 @@ struct SQLitePaymentStore: PaymentStore {
     try await pool.read { db in
       try Self.payments(
         db, where: "state IN \(Self.unfinished) AND created_at < ? ORDER BY created_at LIMIT ?", [SQLTime.ms(before), limit])
+    }
+  }
+
+  func paymentsToCheck(checkedBy: Date, limit: Int) async throws -> [StoredPayment] {
+    try await pool.read { db in
+      // `payments_to_check` (v6) serves this: the same state list, ordered by the check time.
+      try Self.payments(
+        db,
+        where: """
+          state IN ('started', 'submitted') AND provider_reference <> '' AND provider_checked_at <= ?
+          ORDER BY provider_checked_at, id LIMIT ?
+          """,
+        [SQLTime.ms(checkedBy), limit])
+    }
+  }
+
+  func recordProviderCheck(paymentID: String, at: Date) async throws {
+    try await pool.write { db in
+      try db.cachedStatement(sql: "UPDATE payments SET provider_checked_at = ? WHERE id = ?")
+        .execute(arguments: [SQLTime.ms(at), paymentID])
     }
   }
 
