@@ -61,6 +61,10 @@ public protocol CaseStore: Sendable {
   func caseRecord(applicantID: String, draftID: String) async throws -> CaseRecord?
   func caseRecord(id: String) async throws -> CaseRecord?
   func caseRecord(trackingCode: String) async throws -> CaseRecord?
+  /// The case id and phone check of the case with this tracking code, or nil: a read of one
+  /// indexed entry of small values, never the case's body or history, so the public query
+  /// can check the phone digits in the same time whether or not the code exists.
+  func trackingCheck(trackingCode: String) async throws -> CaseTrackingCheck?
   /// The applicant's cases, newest first, after the (submitted_at, id) of the previous page.
   func cases(applicantID: String, limit: Int, after: (Date, String)?) async throws -> [CaseRecord]
   /// Stores `updated` if the case is still at `expectedVersion` (else `versionConflict`), with

@@ -34,7 +34,7 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-mig-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let store = try SQLiteStore(directory: dir)
-    #expect(try store.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks"])
+    #expect(try store.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks", "v7-case-phone-check"])
     let tables = try await store.pool.read { db in
       try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
     }
@@ -46,7 +46,7 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
     try await store.close()
     // Reopening an up-to-date database applies nothing new.
     let again = try SQLiteStore(directory: dir)
-    #expect(try again.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks"])
+    #expect(try again.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks", "v7-case-phone-check"])
     try await again.close()
   }
 }

@@ -130,3 +130,28 @@ public struct CaseRecord: Sendable, Equatable, Codable {
     Hex.sha256(Array("\(caseID)|\(last4)".utf8))
   }
 }
+
+/// What the public progress query checks before it loads a case: the case id and its stored
+/// phone check (a store reads both from one indexed row, without the case's body or history).
+public struct CaseTrackingCheck: Sendable, Equatable {
+  public var caseID: String
+  public var phoneCheck: String
+
+  public init(caseID: String, phoneCheck: String) {
+    self.caseID = caseID
+    self.phoneCheck = phoneCheck
+  }
+
+  /// Stands in for a code with no case: a ULID-shaped id (so the digest input has the usual
+  /// length) and a stored value no SHA-256 hex digest equals (`z` is not a hex digit).
+  static let absent = CaseTrackingCheck(caseID: "00000000000000000000000000", phoneCheck: String(repeating: "z", count: 64))
+
+  /// Whether `last4` are the applicant's digits. A missing case (nil) does the same work as a
+  /// present one: the digest of a stand-in id, compared byte by byte without an early exit, so
+  /// the time taken does not tell an existing tracking code from a missing one.
+  public static func matches(_ stored: CaseTrackingCheck?, last4: String) -> Bool {
+    let check = stored ?? absent
+    let given = CaseRecord.phoneCheck(caseID: check.caseID, last4: last4)
+    return ConstantTime.equal(Array(check.phoneCheck.utf8), Array(given.utf8)) && stored != nil
+  }
+}

@@ -303,9 +303,15 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
     guard request.phoneLast4.count == 4, request.phoneLast4.allSatisfy({ $0.isASCII && $0.isNumber }) else {
       throw ValidationError("phone_last4", "must be the last 4 digits of the applicant's mobile number")
     }
-    guard let code = try? TrackingCode.normalize(request.trackingCode),
-          let record = try await store.cases.caseRecord(trackingCode: code),
-          record.phoneCheck == CaseRecord.phoneCheck(caseID: record.id, last4: request.phoneLast4)
+    // An existing code with wrong digits must take as long as a missing code, or timing would
+    // tell which codes exist: both read one small index entry and compare a digest in constant
+    // time; the case itself is loaded only once the digits matched.
+    var check: CaseTrackingCheck?
+    if let code = try? TrackingCode.normalize(request.trackingCode) {
+      check = try await store.cases.trackingCheck(trackingCode: code)
+    }
+    guard CaseTrackingCheck.matches(check, last4: request.phoneLast4), let check,
+          let record = try await store.cases.caseRecord(id: check.caseID)
     else {
       // A wrong code and a wrong phone answer alike, and both stay counted.
       throw notFound

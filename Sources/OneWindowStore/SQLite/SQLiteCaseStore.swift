@@ -71,6 +71,16 @@ final class SQLiteCaseStore: CaseStore {
     try await pool.read { db in try Self.record(db, sql: "tracking_code = ?", [trackingCode]) }
   }
 
+  func trackingCheck(trackingCode: String) async throws -> CaseTrackingCheck? {
+    try await pool.read { db in
+      // From the covering index alone (v6): the planner would pick the unique index on
+      // tracking_code and then read the row, past its body, to reach phone_check.
+      let statement = try db.cachedStatement(
+        sql: "SELECT id, phone_check FROM cases INDEXED BY cases_tracking_check WHERE tracking_code = ?")
+      return try Row.fetchOne(statement, arguments: [trackingCode]).map { CaseTrackingCheck(caseID: $0["id"], phoneCheck: $0["phone_check"]) }
+    }
+  }
+
   func cases(applicantID: String, limit: Int, after: (Date, String)?) async throws -> [CaseRecord] {
     try await pool.read { db in
       if let (at, id) = after {
@@ -206,13 +216,13 @@ final class SQLiteCaseStore: CaseStore {
     try db.execute(
       sql: """
         INSERT INTO cases (id, tracking_code, applicant_id, draft_id, idempotency_key, item_code, state, version,
-          handling_department, due_day, received_day, body, submitted_at, updated_at)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          handling_department, due_day, received_day, body, submitted_at, updated_at, phone_check)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """,
       arguments: [
         r.id, r.trackingCode, r.applicantID, r.draftID, idempotencyKey, r.item.code, r.state.rawValue, r.version,
         r.handlingDepartment, dueDay, r.clock.receivedOn?.dayNumber, try body(r), SQLTime.ms(r.submittedAt),
-        SQLTime.ms(r.updatedAt),
+        SQLTime.ms(r.updatedAt), r.phoneCheck,
       ])
   }
 
