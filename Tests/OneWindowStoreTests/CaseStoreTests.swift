@@ -18,7 +18,7 @@ import Testing
       arguments: [id, trackingCode, "d-\(id)", "k-\(id)", body])
   }
 
-  @Test func v6TakesThePhoneCheckOfExistingCasesFromTheirBody() throws {
+  @Test func theMigrationTakesThePhoneCheckOfExistingCasesFromTheirBody() throws {
     let db = try DatabaseQueue()
     try Migrations.migrator.migrate(db, upTo: "v5-payments")
     let check = CaseRecord.phoneCheck(caseID: "case-1", last4: "0001")
