@@ -73,7 +73,7 @@ final class SQLiteCaseStore: CaseStore {
 
   func trackingCheck(trackingCode: String) async throws -> CaseTrackingCheck? {
     try await pool.read { db in
-      // From the covering index alone (v6): the planner would pick the unique index on
+      // From the covering index alone (v7-case-phone-check): the planner would pick the unique index on
       // tracking_code and then read the row, past its body, to reach phone_check.
       let statement = try db.cachedStatement(
         sql: "SELECT id, phone_check FROM cases INDEXED BY cases_tracking_check WHERE tracking_code = ?")
