@@ -72,19 +72,19 @@ func sampleSpec(code: String = "SF-TEST-0001", name: String = "居民身份证�
 }
 
 @Suite struct SearchQueryTests {
-  @Test func longTermsBecomeQuotedTrigramPhrases() throws {
+  @Test func longTermsGoToTheTrigramIndex() throws {
     let q = try SearchQuery.parse("身份证")
-    #expect(q == SearchQuery(match: "\"身份证\"", substrings: []))
+    #expect(q == SearchQuery(terms: ["身份证"], substrings: []))
   }
 
   @Test func shortTermsFallBackToSubstringFilters() throws {
-    #expect(try SearchQuery.parse("护照") == SearchQuery(match: nil, substrings: ["护照"]))
-    #expect(try SearchQuery.parse("证 身份证 换领，身份证") == SearchQuery(match: "\"身份证\"", substrings: ["证", "换领"]))
+    #expect(try SearchQuery.parse("护照") == SearchQuery(terms: [], substrings: ["护照"]))
+    #expect(try SearchQuery.parse("证 身份证 换领，身份证") == SearchQuery(terms: ["身份证"], substrings: ["证", "换领"]))
   }
 
-  @Test func quotesCannotBreakOutOfThePhrase() throws {
+  @Test func quotesSeparateTerms() throws {
     let q = try SearchQuery.parse("abc\" OR name:*")
-    #expect(q.match == "\"abc\" AND \"name:*\"")
+    #expect(q.terms == ["abc", "name:*"])
     #expect(q.substrings == ["OR"])
   }
 

@@ -70,19 +70,13 @@ import Testing
     }
   }
 
-  @Test func searchQueriesNeverEscapeTheirPhrases() async {
+  @Test func searchTermsNeverCarryAQuote() async {
     let characters = Array("身份证明护照 \"'*:()-^ANDORNOTabc\u{3000}，、%_\\")
     await propertyCheck(input: Gen.int(in: 0...(characters.count - 1)).array(of: 0...40)) { indices in
       let text = String(indices.map { characters[$0] })
       guard let query = try? SearchQuery.parse(text) else { return }  // rejected input is fine
-      if let match = query.match {
-        // Every term is a complete "…" phrase with no quote inside, joined by AND.
-        for phrase in match.components(separatedBy: " AND ") {
-          #expect(phrase.hasPrefix("\"") && phrase.hasSuffix("\"") && phrase.count >= 5)
-          #expect(!phrase.dropFirst().dropLast().contains("\""))
-        }
-      }
-      #expect(query.match != nil || !query.substrings.isEmpty)
+      #expect(!query.terms.isEmpty || !query.substrings.isEmpty)
+      #expect(query.terms.allSatisfy { !$0.contains("\"") && $0.count >= 3 })
       #expect(query.substrings.allSatisfy { !$0.contains("\"") && $0.count < 3 })
     }
   }

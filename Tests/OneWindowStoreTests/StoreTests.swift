@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import PropertyBased
 import Testing
 @testable import OneWindowCore
 @testable import OneWindowStore
@@ -205,5 +206,27 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
       #expect(try await id.purgeExpired(now: t0.addingTimeInterval(31 * 24 * 3600)) >= 2)
       #expect(try await id.authenticate(accessHash: tokens.accessHash, now: t0) == nil)
     }
+  }
+}
+
+/// The catalog search's FTS5 expressions: every term one whole quoted phrase, joined by AND.
+@Suite struct FTS5MatchTests {
+  @Test func searchTermsNeverEscapeTheirPhrases() async {
+    let characters = Array("身份证明护照 \"'*:()-^ANDORNOTabc\u{3000}，、%_\\")
+    await propertyCheck(input: Gen.int(in: 0...(characters.count - 1)).array(of: 0...40)) { indices in
+      let text = String(indices.map { characters[$0] })
+      guard let query = try? SearchQuery.parse(text), let match = FTS5.match(query.terms) else { return }
+      let phrases = match.components(separatedBy: " AND ")
+      #expect(phrases.count == query.terms.count)
+      for phrase in phrases {
+        #expect(phrase.hasPrefix("\"") && phrase.hasSuffix("\"") && phrase.count >= 5)
+        #expect(!phrase.dropFirst().dropLast().contains("\""))
+      }
+    }
+  }
+
+  @Test func noTermsNoExpression() {
+    #expect(FTS5.match([]) == nil)
+    #expect(FTS5.match(["身份证", "换领证"]) == "\"身份证\" AND \"换领证\"")
   }
 }

@@ -177,7 +177,7 @@ struct SQLiteCatalogStore: CatalogStore {
         arguments += [term, term]
       }
       let sql: String
-      if let match = query.match {
+      if let match = FTS5.match(query.terms) {
         // bm25 weights: a hit in the name counts ten times a hit in the body. Lower is better.
         sql = """
           SELECT i.code FROM catalog_fts f JOIN catalog_items i ON i.id = f.rowid
@@ -212,5 +212,14 @@ struct SQLiteCatalogStore: CatalogStore {
       }
       return created
     }
+  }
+}
+
+/// SQLite FTS5 syntax for the catalog search (trigram tokenizer).
+enum FTS5 {
+  /// A MATCH expression requiring every term as a quoted phrase, or nil for no terms. Terms
+  /// hold no quote (`SearchQuery` splits on them), so input cannot break out of a phrase.
+  static func match(_ terms: [String]) -> String? {
+    terms.isEmpty ? nil : terms.map { "\"\($0.replacingOccurrences(of: "\"", with: ""))\"" }.joined(separator: " AND ")
   }
 }
