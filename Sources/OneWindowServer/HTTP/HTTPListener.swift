@@ -14,7 +14,10 @@ import Synchronization
 /// Request bodies are collected up to `maxBodyBytes` (413 beyond, judged from Content-Length when
 /// the client sends one, so an oversized body is refused before it is read); unknown paths are
 /// 404. Handlers cannot throw, and a response they build with an impossible status or header is
-/// repaired instead of trapping, so no route can take the server down.
+/// repaired instead of trapping, so no route can take the server down. Connections are capped in
+/// all and per address, and a request must finish its headers and body within deadlines
+/// (`GuardedHTTP1Channel`, `HTTPRequestDeadlines`), so a slow or hostile client cannot hold
+/// connections open.
 ///
 /// It runs once: `run()` serves until `stop()` (or a graceful shutdown of the `ServiceGroup` it
 /// runs in) and then lets in-flight requests finish.
