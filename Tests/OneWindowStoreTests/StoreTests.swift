@@ -35,7 +35,7 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-mig-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: dir) }
     let store = try SQLiteStore(directory: dir)
-    #expect(try store.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks", "v7-case-phone-check"])
+    #expect(try store.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks", "v7-case-phone-check", "v8-account-region"])
     let tables = try await store.pool.read { db in
       try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
     }
@@ -47,7 +47,7 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
     try await store.close()
     // Reopening an up-to-date database applies nothing new.
     let again = try SQLiteStore(directory: dir)
-    #expect(try again.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks", "v7-case-phone-check"])
+    #expect(try again.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks", "v7-case-phone-check", "v8-account-region"])
     try await again.close()
   }
 }
@@ -228,5 +228,25 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
   @Test func noTermsNoExpression() {
     #expect(FTS5.match([]) == nil)
     #expect(FTS5.match(["身份证", "换领证"]) == "\"身份证\" AND \"换领证\"")
+  }
+}
+
+@Suite struct AccountRegionMigrationTests {
+  @Test func existingAccountsGetTheirRegionFromTheCoreRule() throws {
+    let db = try DatabaseQueue()
+    try Migrations.migrator.migrate(db, upTo: "v7-case-phone-check")
+    try db.write { db in
+      let insert = "INSERT INTO accounts (id, role, display_name, trust_level, id_number, credit_code, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?, 0, 0)"
+      try db.execute(sql: insert, arguments: ["c1", "citizen", "王五", "11010519491231002X", nil])
+      try db.execute(sql: insert, arguments: ["e1", "enterprise", "某公司", nil, "91310104MA1FL8XQ30"])
+      try db.execute(sql: insert, arguments: ["s1", "admin", "管理员", nil, nil])
+    }
+    try Migrations.migrator.migrate(db)
+    let regions = try db.read { db in
+      try Row.fetchAll(db, sql: "SELECT id, region_code FROM accounts ORDER BY id").map { row -> String in
+        "\(row["id"] as String)=\((row["region_code"] as String?) ?? "nil")"
+      }
+    }
+    #expect(regions == ["c1=110105", "e1=310104", "s1=nil"])
   }
 }

@@ -1,4 +1,5 @@
 import GRDB
+import OneWindowCore
 
 /// Versioned schema. Never edit a registered migration; add a new one. SQL is kept to the subset
 /// PostgreSQL also accepts where that costs nothing (integer times, TEXT, explicit indexes).
@@ -529,6 +530,18 @@ enum Migrations {
         UPDATE cases SET phone_check = COALESCE(json_extract(body, '$.phoneCheck'), '');
         CREATE INDEX cases_tracking_check ON cases(tracking_code, id, phone_check);
         """)
+    }
+    m.registerMigration("v8-account-region") { db in
+      // Segments by region match an account's administrative division, which the core derives
+      // from its ID number or credit code (`Segment.regionCode`), instead of SQL string rules.
+      try db.execute(sql: "ALTER TABLE accounts ADD COLUMN region_code TEXT")
+      let rows = try Row.fetchAll(db, sql: "SELECT id, id_number, credit_code FROM accounts WHERE id_number IS NOT NULL OR credit_code IS NOT NULL")
+      let update = try db.makeStatement(sql: "UPDATE accounts SET region_code = ? WHERE id = ?")
+      for row in rows {
+        let region = Segment.regionCode(idNumber: row["id_number"], creditCode: row["credit_code"])
+        try update.execute(arguments: [region, row["id"] as String])
+      }
+      try db.execute(sql: "CREATE INDEX accounts_region ON accounts(region_code) WHERE region_code IS NOT NULL")
     }
     return m
   }

@@ -27,13 +27,14 @@ struct SQLiteIdentityStore: IdentityStore {
         try db.execute(
           sql: """
             INSERT INTO accounts (id, role, display_name, trust_level, phone, id_number, credit_code, legal_rep_id,
-              department_code, username, password_hash, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+              department_code, username, password_hash, created_at, updated_at, region_code)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """,
           arguments: [
             a.id, a.role.rawValue, a.displayName, a.trustLevel, a.phone, a.idNumber, a.creditCode,
             a.legalRepresentativeID, a.departmentCode, a.username, new.passwordHash,
             SQLTime.ms(a.createdAt), SQLTime.ms(a.createdAt),
+            Segment.regionCode(idNumber: a.idNumber, creditCode: a.creditCode),
           ])
         if let audit = new.audit { try SQLiteAudit.append(audit, now: a.createdAt, db) }
       }

@@ -383,8 +383,10 @@ struct SQLiteNotificationStore: NotificationStore {
       arguments.append(department)
     }
     if let region = segment.region {
-      conditions.append("(id_number LIKE ? OR substr(credit_code, 3, 6) LIKE ?)")
-      arguments += [region + "%", region + "%"]
+      // The account's division code is derived by the core (`Segment.regionCode`) when it is
+      // stored; a 2- or 4-digit region is a prefix of it (digits only, so no LIKE wildcard).
+      conditions.append("region_code LIKE ?")
+      arguments.append(region + "%")
     }
     let filter = conditions.joined(separator: " AND ")
     let ids = try String.fetchAll(
