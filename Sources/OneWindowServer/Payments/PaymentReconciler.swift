@@ -81,7 +81,7 @@ public enum PaymentMaintenance {
     -> (lines: [String], ok: Bool)
   {
     let book = try SandboxProviderBook(directory: dataDirectory)
-    defer { try? book.close() }
+    defer { try? book.shutDown() }
     let sandbox = SandboxProvider(book: book, secret: "", clock: SystemClock(), callbackDelay: .zero, logger: logger)
     let outcome = try await PaymentReconciler(store: store.payments, provider: sandbox).reconcile(day: day)
     var lines = [

@@ -8,13 +8,14 @@ import OneWindowStore
 import Synchronization
 
 /// A provider that behaves like a real asynchronous one, for development, tests and
-/// integrators: it keeps its own books (`SandboxProviderBook`), runs a cashier on the HTTP
-/// listener (`/sandbox/cashier/<reference>`), decides outcomes from the documented test
+/// integrators: it keeps its own books (a `SandboxBook`; by default `SandboxProviderBook`, its
+/// own SQLite file), runs a cashier on the HTTP listener (`/sandbox/cashier/<reference>`),
+/// decides outcomes from the documented test
 /// accounts (`SandboxAccounts`), and reports them later as signed HTTP callbacks to
 /// `/callbacks/sandbox` — so OneWindow's callback, query and repair paths are all exercised.
 public final class SandboxProvider: PaymentProvider {
   public let name = "sandbox"
-  let book: SandboxProviderBook
+  let book: any SandboxBook
   let secret: String
   let clock: any WallClock
   let logger: Logger
@@ -46,7 +47,7 @@ public final class SandboxProvider: PaymentProvider {
   static let nonceHeader = "x-sandbox-nonce"
   static let signatureHeader = "x-sandbox-signature"
 
-  init(book: SandboxProviderBook, secret: String, clock: any WallClock, callbackDelay: Duration, logger: Logger) {
+  init(book: any SandboxBook, secret: String, clock: any WallClock, callbackDelay: Duration, logger: Logger) {
     self.book = book
     self.secret = secret
     self.clock = clock
@@ -169,7 +170,7 @@ public final class SandboxProvider: PaymentProvider {
     }
   }
 
-  static func status(_ entry: SandboxProviderBook.Entry) -> ProviderPaymentStatus {
+  static func status(_ entry: SandboxBookEntry) -> ProviderPaymentStatus {
     switch entry.status {
     case .open: .pending(authorised: false)
     case .authorised: .pending(authorised: true)
@@ -232,7 +233,7 @@ public final class SandboxProvider: PaymentProvider {
       return .text(400, "send {\"account\": \"6222000000000001\"} (see the test accounts)\n")
     }
     let now = clock.now()
-    let (outcome, decideAt): (SandboxProviderBook.Status?, Date?) = switch SandboxAccounts.outcome(forAccount: account) {
+    let (outcome, decideAt): (SandboxBookStatus?, Date?) = switch SandboxAccounts.outcome(forAccount: account) {
     case .success: (.success, now)
     case .declined: (.declined, now)
     case .providerError: (.error, now)
@@ -261,7 +262,7 @@ public final class SandboxProvider: PaymentProvider {
 
   /// Sends a signed callback after `after` (+ the configured delay), retrying like a provider
   /// does (1, 2, 4, 8 s) until OneWindow answers 2xx.
-  func notify(_ entry: SandboxProviderBook.Entry, status: String, after: Duration, decideFirst: Bool = false) {
+  func notify(_ entry: SandboxBookEntry, status: String, after: Duration, decideFirst: Bool = false) {
     guard let id = pending.withLock({ p -> UInt64? in
       guard !p.closed else { return nil }
       p.next += 1

@@ -6,38 +6,10 @@ import OneWindowCore
 /// (`<data-dir>/sandbox-provider.sqlite`): the provider is another party, so its records must
 /// survive a crash of OneWindow independently (a payment it took while OneWindow was down is
 /// still there to be queried and settled) and never share OneWindow's transactions.
-public final class SandboxProviderBook: Sendable {
-  public enum Status: String, Sendable {
-    /// Cashier open, nothing authorised yet.
-    case open
-    /// The payer authorised; the outcome is decided at `decideAt`, or never (the timeout account).
-    case authorised
-    case success
-    case declined
-    case error
-    /// Closed unpaid (cancelled or expired).
-    case closed
-  }
-
-  public struct Entry: Sendable, Equatable {
-    public var reference: String
-    public var paymentID: String
-    public var amount: Fen
-    public var status: Status
-    public var account: String
-    /// When an authorised payment's outcome is due; nil: never (timeout account).
-    public var decideAt: Date?
-    public var outcome: Status?
-    public var settledAt: Date?
-  }
-
-  public struct RefundEntry: Sendable, Equatable {
-    public var refundID: String
-    public var reference: String
-    public var amount: Fen
-    public var status: Status
-    public var settledAt: Date?
-  }
+public final class SandboxProviderBook: SandboxBook {
+  public typealias Status = SandboxBookStatus
+  public typealias Entry = SandboxBookEntry
+  public typealias RefundEntry = SandboxRefundEntry
 
   let queue: DatabasePool
 
@@ -194,7 +166,7 @@ public final class SandboxProviderBook: Sendable {
     }
   }
 
-  public func close() throws { try queue.close() }
+  public func shutDown() throws { try queue.close() }
 
   static func entry(_ db: Database, _ condition: String, _ arguments: StatementArguments) throws -> Entry? {
     try Row.fetchOne(db.cachedStatement(sql: "SELECT * FROM sandbox_payments WHERE \(condition)"), arguments: arguments).map { row in
