@@ -20,8 +20,9 @@ struct StatusInterceptor: ServerInterceptor {
     let start = ContinuousClock.now
     let method = context.descriptor.fullyQualifiedMethod
     let logger = self.logger
+    let requestType: Any.Type = Input.self
     @Sendable func finish(_ error: (any Error)?) -> RPCError? {
-      let mapped = error.map { Self.map($0, method: method, logger: logger) }
+      let mapped = error.map { Self.map($0, method: method, requestType: requestType, logger: logger) }
       if logger.logLevel <= .debug {
         let elapsed = (ContinuousClock.now - start).components
         let ms = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
@@ -30,8 +31,6 @@ struct StatusInterceptor: ServerInterceptor {
       }
       return mapped
     }
-    var request = request
-    request.messages = RPCAsyncSequence(wrapping: DecodeErrorNaming(base: request.messages))
     var response: StreamingServerResponse<Output>
     do {
       response = try await next(request, context)
@@ -57,12 +56,17 @@ struct StatusInterceptor: ServerInterceptor {
     return response
   }
 
-  static func map(_ error: any Error, method: String, logger: Logger) -> RPCError {
+  static func map(_ error: any Error, method: String, requestType: Any.Type, logger: Logger) -> RPCError {
     switch error {
     case let e as RPCError:
       // GRPCCore's interceptor chain wraps an error thrown by an inner layer (the handler, or a
       // later interceptor) as UNKNOWN with the original as its cause: map the original.
-      if e.code == .unknown, let cause = e.cause { return map(cause, method: method, logger: logger) }
+      if e.code == .unknown, let cause = e.cause { return map(cause, method: method, requestType: requestType, logger: logger) }
+      // The protobuf deserializer's own message names Swift types: say it in the API's terms.
+      if e.code == .invalidArgument, let cause = e.cause as? BinaryDecodingError {
+        let name = (requestType as? any SwiftProtobuf.Message.Type)?.protoMessageName ?? "request message"
+        return RPCError(code: .invalidArgument, message: undecodable(name, cause))
+      }
       return e
     case let e as ValidationError:
       return RPCError(code: .invalidArgument, message: e.description)
@@ -94,40 +98,16 @@ struct StatusInterceptor: ServerInterceptor {
       return RPCError(code: .internalError, message: "internal error (reference \(reference)); the operators have the details")
     }
   }
-}
 
-/// The request messages of a call, with a message that could not be decoded reported in the API's
-/// terms ("not a valid onewindow.v1.PushRequest") instead of the decoder's, which names Swift types.
-struct DecodeErrorNaming<Input: Sendable>: AsyncSequence, Sendable {
-  typealias Element = Input
-  typealias Failure = any Error
-  let base: RPCAsyncSequence<Input, any Error>
-
-  struct AsyncIterator: AsyncIteratorProtocol {
-    typealias Element = Input
-    typealias Failure = any Error
-    var base: RPCAsyncSequence<Input, any Error>.AsyncIterator
-
-    mutating func next() async throws -> Input? {
-      do {
-        return try await base.next()
-      } catch let error as RPCError where error.code == .invalidArgument && error.cause is BinaryDecodingError {
-        throw RPCError(code: .invalidArgument, message: Self.describe(error.cause))
-      }
+  /// Why a request message could not be decoded, naming its protobuf type.
+  static func undecodable(_ requestType: String, _ cause: BinaryDecodingError) -> String {
+    let why: String
+    switch cause {
+    case .truncated: why = "it ends in the middle of a field"
+    case .invalidUTF8: why = "a string field is not valid UTF-8"
+    case .messageDepthLimit: why = "it nests messages more than 100 levels deep"
+    default: why = "it is not valid protobuf wire format"
     }
-
-    static func describe(_ cause: (any Error)?) -> String {
-      let name = (Input.self as? any SwiftProtobuf.Message.Type)?.protoMessageName ?? "message"
-      let why: String
-      switch cause as? BinaryDecodingError {
-      case .truncated?: why = "it ends in the middle of a field"
-      case .invalidUTF8?: why = "a string field is not valid UTF-8"
-      case .messageDepthLimit?: why = "it nests messages more than 100 levels deep"
-      default: why = "it is not valid protobuf wire format"
-      }
-      return "the request is not a valid \(name): \(why)"
-    }
+    return "the request is not a valid \(requestType): \(why)"
   }
-
-  func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
 }

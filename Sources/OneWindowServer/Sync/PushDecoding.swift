@@ -2,6 +2,7 @@ import GRPCCore
 import GRPCProtobuf
 import OneWindowAPI
 import OneWindowCore
+import SwiftProtobuf
 
 /// A `Push` request as the service handles it: every mutation in order, each either decoded or
 /// already rejected by the wire scan.
@@ -48,6 +49,8 @@ struct DecodedPush: Sendable {
 /// Decodes `Push` requests after `PushWireScan`: mutations SwiftProtobuf could not take are cut
 /// out of the bytes and carried as rejected, so the rest of the batch still applies.
 struct PushRequestDeserializer: MessageDeserializer {
+  static let name = Onewindow_V1_PushRequest.protoMessageName
+
   func deserialize<Bytes: GRPCContiguousBytes>(_ serializedMessageBytes: Bytes) throws -> DecodedPush {
     let outcome = serializedMessageBytes.withUnsafeBytes { buffer -> Result<(PushWireScan, [UInt8]?), PushWireScan.Malformed> in
       do throws(PushWireScan.Malformed) {
@@ -65,16 +68,21 @@ struct PushRequestDeserializer: MessageDeserializer {
     let request: Onewindow_V1_PushRequest
     switch outcome {
     case .failure(let malformed):
-      throw RPCError(code: .invalidArgument, message: "the request is not a valid onewindow.v1.PushRequest: \(malformed.reason)")
+      throw RPCError(code: .invalidArgument, message: "the request is not a valid \(Self.name): \(malformed.reason)")
     case .success((let s, nil)):
       scan = s
-      request = try ProtobufDeserializer<Onewindow_V1_PushRequest>().deserialize(serializedMessageBytes)
+      do {
+        request = try ProtobufDeserializer<Onewindow_V1_PushRequest>().deserialize(serializedMessageBytes)
+      } catch let error as RPCError {
+        guard let cause = error.cause as? BinaryDecodingError else { throw error }
+        throw RPCError(code: .invalidArgument, message: StatusInterceptor.undecodable(Self.name, cause))
+      }
     case .success((let s, let kept?)):
       scan = s
       do {
         request = try Onewindow_V1_PushRequest(serializedBytes: kept)
-      } catch {
-        throw RPCError(code: .invalidArgument, message: "the request is not a valid onewindow.v1.PushRequest")
+      } catch let cause as BinaryDecodingError {
+        throw RPCError(code: .invalidArgument, message: StatusInterceptor.undecodable(Self.name, cause))
       }
     }
     var decoded = request.mutations.makeIterator()
