@@ -246,7 +246,8 @@ extension MethodDescriptor {
         var connections: [RawConnection] = []
         for _ in 0..<200 {
           let c = try await RawConnection.open(port: env.port, group: group)
-          if !bytes.isEmpty { try await c.send(bytes) }
+          // On a slow machine the deadline may close early connections before they send: fine.
+          if !bytes.isEmpty { try? await c.send(bytes) }
           connections.append(c)
         }
         // RPCs keep answering meanwhile.
@@ -275,7 +276,7 @@ extension MethodDescriptor {
       var connections: [RawConnection] = []
       for _ in 0..<200 {
         let c = try await RawConnection.open(port: env.httpPort, group: group)
-        try await c.send(Array("POST /callbacks/sandbox HTTP/1.1\r\nHost: localhost\r\nContent-Le".utf8))
+        try? await c.send(Array("POST /callbacks/sandbox HTTP/1.1\r\nHost: localhost\r\nContent-Le".utf8))
         connections.append(c)
       }
       var open = 0
@@ -286,7 +287,7 @@ extension MethodDescriptor {
       connections = []
       for _ in 0..<200 {
         let c = try await RawConnection.open(port: env.httpPort, group: group)
-        try await c.send(Array("POST /callbacks/sandbox HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n".utf8))
+        try? await c.send(Array("POST /callbacks/sandbox HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n".utf8))
         connections.append(c)
       }
       let trickled = connections
