@@ -60,12 +60,27 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
-    // Persistence behind protocols; the default implementation is SQLite through GRDB.
+    // Persistence behind protocols: the store seams and their value types, no engine.
     .target(
       name: "OneWindowStore",
+      dependencies: ["OneWindowCore"],
+      swiftSettings: swiftSettings
+    ),
+    // The embedded default engine: SQLite through GRDB.
+    .target(
+      name: "OneWindowStoreSQLite",
       dependencies: [
-        "OneWindowCore",
+        "OneWindowCore", "OneWindowStore",
         .product(name: "GRDB", package: "GRDB.swift"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    // Picks and opens the engine a deployment chose; nothing above it names an engine.
+    .target(
+      name: "OneWindowDatabase",
+      dependencies: [
+        "OneWindowStore", "OneWindowStoreSQLite",
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings
     ),
@@ -75,7 +90,7 @@ let package = Package(
     .target(
       name: "OneWindowServer",
       dependencies: [
-        "OneWindowAPI", "OneWindowCore", "OneWindowStore",
+        "OneWindowAPI", "OneWindowCore", "OneWindowStore", "OneWindowDatabase",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
@@ -124,7 +139,7 @@ let package = Package(
     .executableTarget(
       name: "onewindow",
       dependencies: [
-        "OneWindowServer", "OneWindowStore", "OneWindowCore",
+        "OneWindowServer", "OneWindowDatabase", "OneWindowStore", "OneWindowCore",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ],
@@ -154,6 +169,15 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // Shared by the test targets: fresh databases of each engine.
+    .target(
+      name: "OneWindowTestSupport",
+      dependencies: [
+        "OneWindowDatabase", "OneWindowStore",
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: swiftSettings
+    ),
     .testTarget(
       name: "OneWindowCoreTests",
       dependencies: [
@@ -164,7 +188,19 @@ let package = Package(
     ),
     .testTarget(
       name: "OneWindowStoreTests",
-      dependencies: ["OneWindowStore", "OneWindowCore", .product(name: "PropertyBased", package: "swift-property-based")],
+      dependencies: [
+        "OneWindowStore", "OneWindowCore", "OneWindowTestSupport",
+        .product(name: "PropertyBased", package: "swift-property-based"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "OneWindowStoreSQLiteTests",
+      dependencies: [
+        "OneWindowStore", "OneWindowStoreSQLite", "OneWindowCore",
+        .product(name: "GRDB", package: "GRDB.swift"),
+        .product(name: "PropertyBased", package: "swift-property-based"),
+      ],
       swiftSettings: swiftSettings
     ),
     .testTarget(
@@ -179,6 +215,7 @@ let package = Package(
       name: "OneWindowServerTests",
       dependencies: [
         "OneWindowServer", "OneWindowClient", "OneWindowClientPosix", "OneWindowAPI", "OneWindowStore", "OneWindowCore",
+        "OneWindowDatabase", "OneWindowTestSupport",
         .product(name: "GRPCCore", package: "grpc-swift-2"),
         .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
         .product(name: "NIOHTTP1", package: "swift-nio"),

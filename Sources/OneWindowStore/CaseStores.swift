@@ -46,6 +46,12 @@ public struct CaseQueuePage: Sendable {
   public var cases: [CaseRecord]
   public var overdue: Int
   public var dueSoon: Int
+
+  public init(cases: [CaseRecord], overdue: Int, dueSoon: Int) {
+    self.cases = cases
+    self.overdue = overdue
+    self.dueSoon = dueSoon
+  }
 }
 
 public protocol CaseStore: Sendable {

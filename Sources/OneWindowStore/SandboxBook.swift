@@ -47,6 +47,17 @@ public struct SandboxBookEntry: Sendable, Equatable {
   public var decideAt: Date?
   public var outcome: SandboxBookStatus?
   public var settledAt: Date?
+
+  public init(reference: String, paymentID: String, amount: Fen, status: SandboxBookStatus, account: String, decideAt: Date?, outcome: SandboxBookStatus?, settledAt: Date?) {
+    self.reference = reference
+    self.paymentID = paymentID
+    self.amount = amount
+    self.status = status
+    self.account = account
+    self.decideAt = decideAt
+    self.outcome = outcome
+    self.settledAt = settledAt
+  }
 }
 
 public struct SandboxRefundEntry: Sendable, Equatable {
@@ -55,4 +66,12 @@ public struct SandboxRefundEntry: Sendable, Equatable {
   public var amount: Fen
   public var status: SandboxBookStatus
   public var settledAt: Date?
+
+  public init(refundID: String, reference: String, amount: Fen, status: SandboxBookStatus, settledAt: Date?) {
+    self.refundID = refundID
+    self.reference = reference
+    self.amount = amount
+    self.status = status
+    self.settledAt = settledAt
+  }
 }

@@ -15,6 +15,10 @@ public protocol Store: Sendable {
   var audit: any AuditStore { get }
   var notifications: any NotificationStore { get }
   var payments: any PaymentStore { get }
+  /// Raw SQL for tests and checks that look under the protocols.
+  var inspection: any StoreInspection { get }
+  /// Applied migration identifiers, oldest first (`onewindow migrate`); the same on every engine.
+  func appliedMigrations() async throws -> [String]
   /// Flushes and closes the database; call once after the server has drained.
   func close() async throws
 }
@@ -57,6 +61,12 @@ public struct AccountCredentials: Sendable {
   public var account: Account
   public var passwordHash: String?
   public var lockout: LoginLockoutPolicy.State
+
+  public init(account: Account, passwordHash: String?, lockout: LoginLockoutPolicy.State) {
+    self.account = account
+    self.passwordHash = passwordHash
+    self.lockout = lockout
+  }
 }
 
 public enum LoginCodeIssue: Sendable, Equatable {
@@ -150,6 +160,14 @@ public struct OutboxMessage: Sendable, Equatable {
   public var recipient: String
   public var body: String
   public var createdAt: Date
+
+  public init(id: Int64, channel: String, recipient: String, body: String, createdAt: Date) {
+    self.id = id
+    self.channel = channel
+    self.recipient = recipient
+    self.body = body
+    self.createdAt = createdAt
+  }
 }
 
 public protocol OutboxStore: Sendable {

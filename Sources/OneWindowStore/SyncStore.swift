@@ -40,6 +40,13 @@ public struct PushOutcome: Sendable, Equatable {
   /// The id the server expected when a mutation skipped ahead.
   public var gapExpected: Int64?
   public var serverClock: HLCStamp
+
+  public init(results: [MutationResult], lastMutationID: Int64, gapExpected: Int64?, serverClock: HLCStamp) {
+    self.results = results
+    self.lastMutationID = lastMutationID
+    self.gapExpected = gapExpected
+    self.serverClock = serverClock
+  }
 }
 
 public struct PullQuery: Sendable {
@@ -85,6 +92,14 @@ public struct PullPage: Sendable {
   /// The client's last processed mutation id, read in the same snapshot; only on the last page
   /// (before that, some effects of processed mutations may still be in later pages).
   public var lastMutationID: Int64?
+
+  public init(records: [StoredRecord], position: Int64, hasMore: Bool, log: SyncLogState, lastMutationID: Int64?) {
+    self.records = records
+    self.position = position
+    self.hasMore = hasMore
+    self.log = log
+    self.lastMutationID = lastMutationID
+  }
 }
 
 /// Records written by one committed transaction, published in commit order: `after` is the log

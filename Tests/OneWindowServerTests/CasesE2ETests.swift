@@ -381,7 +381,7 @@ import Testing
       let entries = try await env.auditAPI.listAuditEntries(.with { $0.targetID = c.id }, metadata: bearer(w.admin))
       #expect(entries.entries.map(\.action).contains("case.approve"))
       #expect(entries.entries.map(\.sequence) == entries.entries.map(\.sequence).sorted(by: >))
-      try await env.store.pool.write { db in try db.execute(sql: "UPDATE audit_log SET reason = 'x' WHERE seq = 2") }
+      try await env.store.inspection.execute("UPDATE audit_log SET reason = 'x' WHERE seq = 2")
       let broken = try await env.auditAPI.verifyAuditChain(.init(), metadata: bearer(w.admin))
       #expect(!broken.intact)
       #expect(broken.firstBrokenSequence == 2)

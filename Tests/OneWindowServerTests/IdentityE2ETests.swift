@@ -24,7 +24,7 @@ import Testing
       #expect(sent.resendAfterSeconds == 60)
       let code = try #require(try await env.latestCode(for: phone))
       // The code is stored only as a hash.
-      let stored = try await env.store.pool.read { db in try String.fetchAll(db, sql: "SELECT code_hash FROM login_codes") }
+      let stored = try await env.store.inspection.strings("SELECT code_hash FROM login_codes")
       #expect(stored == [OpaqueToken.hash(code)])
 
       let session = try await env.identity.loginWithCode(.with { $0.phone = phone; $0.code = code })
@@ -32,7 +32,7 @@ import Testing
       let me = try await env.identity.whoAmI(.init(), metadata: bearer(session.accessToken))
       #expect(me.id == account.id)
       // Tokens are stored only as hashes.
-      let hashes = try await env.store.pool.read { db in try String.fetchAll(db, sql: "SELECT token_hash FROM access_tokens") }
+      let hashes = try await env.store.inspection.strings("SELECT token_hash FROM access_tokens")
       #expect(hashes == [OpaqueToken.hash(session.accessToken)])
 
       // The code was single use.

@@ -122,9 +122,7 @@ import Testing
       try await stream.waitCaughtUp()
       #expect(stream.messages.map(\.body) == ["long"])
       await stream.stop()
-      let expired = try await env.store.pool.read { db in
-        try String.fetchOne(db, sql: "SELECT state FROM inbox_messages WHERE seq = 1")
-      }
+      let expired = try await env.store.inspection.strings("SELECT state FROM inbox_messages WHERE seq = 1").first
       #expect(expired == "expired")
       await expectRPCError(.invalidArgument) {
         try await env.publish(admin, to: .account(citizen.id), text: "x") { $0.ttlSeconds = 29 * 24 * 3600 }

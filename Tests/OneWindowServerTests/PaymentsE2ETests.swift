@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import GRPCCore
 import OneWindowAPI
 import OneWindowClientPosix
@@ -439,9 +438,8 @@ import Testing
       #expect(all.totalFen == 0 && all.state == .waived)
       await expectRPCError(.failedPrecondition) { try await w.pay(all) }
       // Each adjustment is audited with its reason.
-      let audited = try await env.store.pool.read { db in
-        try String.fetchAll(db, sql: "SELECT action || ':' || reason FROM audit_log WHERE target_id = ? ORDER BY seq", arguments: [order.id])
-      }
+      let audited = try await env.store.inspection.strings(
+        "SELECT action || ':' || reason FROM audit_log WHERE target_id = $1 ORDER BY seq", .text(order.id))
       #expect(audited == ["payment.fee_reduce:低保户减免", "payment.fee_waive:困难群众", "payment.fee_waive:困难群众"])
     }
   }

@@ -1,5 +1,4 @@
 import Foundation
-import GRDB
 import Testing
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
@@ -9,6 +8,7 @@ import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import OneWindowStore
+import OneWindowTestSupport
 import Synchronization
 
 /// A clock tests move by hand (token and code expiry) instead of sleeping.
@@ -24,7 +24,8 @@ final class ManualClock: WallClock {
 /// another ephemeral port.
 struct TestEnvironment: Sendable {
   let clients: OneWindowClients
-  let store: SQLiteStore
+  let store: any Store
+  let engine: TestEngine
   let port: Int
   let httpPort: Int
   let clock: ManualClock
@@ -37,25 +38,40 @@ struct TestEnvironment: Sendable {
 
   static func run<T: Sendable>(
     configure: (inout ServerConfig) -> Void = { _ in },
+    /// The database engine (SQLite unless a test runs on each engine).
+    engine: TestEngine = .sqlite,
     /// Keeps the data in `directory` (created if needed) instead of a temporary one removed afterwards.
     directory: String? = nil,
     codeSender: (any LoginCodeSender)? = nil,
     httpRoutes: [HTTPRoute] = [],
     _ body: (TestEnvironment) async throws -> T
   ) async throws -> T {
-    let dir = directory ?? FileManager.default.temporaryDirectory.appendingPathComponent("ow-e2e-\(UUID().uuidString)").path
-    defer { if directory == nil { try? FileManager.default.removeItem(atPath: dir) } }
-    let store = try SQLiteStore(directory: dir)
+    let database = try await TestDatabase.create(engine, directory: directory)
     var config = ServerConfig()
     config.port = 0
     config.httpPort = 0
-    config.dataDirectory = dir
+    config.dataDirectory = database.directory
     configure(&config)
     var logger = Logger(label: "onewindow-test")
     logger.logLevel = .warning
     let clock = ManualClock()
-    let app = try await ServerApp.make(
-      config: config, store: store, clock: clock, logger: logger, codeSender: codeSender, httpRoutes: httpRoutes)
+    let dependencies: ServerDependencies
+    do {
+      dependencies = try await ServerDependencies.build(
+        config: config, database: database.choice, clock: clock, logger: logger, codeSender: codeSender)
+    } catch {
+      await database.drop()
+      throw error
+    }
+    let store = dependencies.store
+    let app: ServerApp
+    do {
+      app = try await ServerApp.make(config: config, dependencies: dependencies, logger: logger, httpRoutes: httpRoutes)
+    } catch {
+      try? await dependencies.database.close()
+      await database.drop()
+      throw error
+    }
     // Shutdown waits for both listeners: the HTTP one stops once the gRPC calls have drained.
     return try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await app.serve() }
@@ -64,16 +80,19 @@ struct TestEnvironment: Sendable {
         let port = try await app.listeningPort()
         let httpPort = try await app.httpListeningPort()
         let result = try await OneWindowClients.with(ConnectionOptions(host: "127.0.0.1", port: port)) { clients in
-          try await body(TestEnvironment(clients: clients, store: store, port: port, httpPort: httpPort, clock: clock, app: app))
+          try await body(TestEnvironment(
+            clients: clients, store: store, engine: engine, port: port, httpPort: httpPort, clock: clock, app: app))
         }
         app.beginGracefulShutdown()
         try await group.waitForAll()
-        try await store.close()
+        try await dependencies.database.close()
+        await database.drop()
         return result
       } catch {
         app.beginGracefulShutdown()
         try? await group.waitForAll()
-        try? await store.close()
+        try? await dependencies.database.close()
+        await database.drop()
         throw error
       }
     }
@@ -116,7 +135,7 @@ struct TestEnvironment: Sendable {
   }
 
   func count(_ table: String) async throws -> Int {
-    try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table)") ?? -1 }
+    try await store.inspection.count(table)
   }
 }
 

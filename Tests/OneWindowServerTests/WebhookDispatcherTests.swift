@@ -3,6 +3,7 @@ import Logging
 import OneWindowCore
 import OneWindowServer
 import OneWindowStore
+import OneWindowTestSupport
 import ServiceLifecycle
 import Testing
 
@@ -457,7 +458,7 @@ import Testing
 
 /// A temporary store, a manual clock, a secret box, the webhook channel and a dispatcher.
 struct WebhookWorld: Sendable {
-  let store: SQLiteStore
+  let store: any Store
   let clock: ManualClock
   let secrets: SecretBox
   let dispatcher: DeliveryDispatcher
@@ -469,7 +470,9 @@ struct WebhookWorld: Sendable {
   ) async throws {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-webhooks-\(UUID().uuidString)").path
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let store = try SQLiteStore(directory: dir)
+    let database = try await TestDatabase.create(.sqlite, directory: dir)
+    let opened = try await database.open()
+    let store = opened.store
     var logger = Logger(label: "onewindow-webhook-test")
     logger.logLevel = .critical
     let clock = ManualClock()
@@ -484,11 +487,11 @@ struct WebhookWorld: Sendable {
       try await body(world)
     } catch {
       await dispatcher.shutdownChannels()
-      try? await store.close()
+      try? await opened.close()
       throw error
     }
     await dispatcher.shutdownChannels()
-    try await store.close()
+    try await opened.close()
   }
 
   /// What AddWebhook does: validate, make a secret, store it sealed. Returns the secret.

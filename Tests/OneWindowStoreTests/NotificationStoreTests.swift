@@ -1,8 +1,8 @@
 import Foundation
-import GRDB
 import Testing
 @testable import OneWindowCore
 @testable import OneWindowStore
+import OneWindowTestSupport
 
 /// Fixtures for the notification store tests.
 private enum N {
@@ -27,7 +27,7 @@ private enum N {
 
   /// A new account; `idNumber`/`creditCode` place it in a region.
   static func account(
-    _ store: SQLiteStore, role: Role = .citizen, idNumber: String? = nil, creditCode: String? = nil, department: String? = nil
+    _ store: any Store, role: Role = .citizen, idNumber: String? = nil, creditCode: String? = nil, department: String? = nil
   ) async throws -> String {
     let account = Account(
       id: ULID.make(at: t0), role: role, displayName: "张三", idNumber: idNumber, creditCode: creditCode,
@@ -41,18 +41,15 @@ private enum N {
       sealedSecret: [1, 2, 3])
   }
 
-  static func inboxRows(_ store: SQLiteStore, _ accountID: String) async throws -> [(seq: Int64, state: String)] {
-    try await store.pool.read { db in
-      try Row.fetchAll(
-        db, sql: "SELECT seq, state FROM inbox_messages WHERE account_id = ? ORDER BY seq", arguments: [accountID]
-      ).map { ($0["seq"] as Int64, $0["state"] as String) }
-    }
+  static func inboxRows(_ store: any Store, _ accountID: String) async throws -> [(seq: Int64, state: String)] {
+    try await store.inspection.rows("SELECT seq, state FROM inbox_messages WHERE account_id = $1 ORDER BY seq", [.text(accountID)])
+      .map { ($0["seq"]?.int ?? -1, $0["state"]?.text ?? "") }
   }
 }
 
 @Suite struct NotificationStoreTests {
-  @Test func templatesAreVersioned() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func templatesAreVersioned(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let first = try await n.putTemplate(
         NewTemplate(name: "case.update", title: "((item)) 有新进度", body: "您的办件 ((code)) 已更新", category: "case"),
@@ -83,8 +80,8 @@ private enum N {
     }
   }
 
-  @Test func inboxSeqsAreConsecutivePerAccount() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func inboxSeqsAreConsecutivePerAccount(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       let b = try await N.account(store)
@@ -125,8 +122,8 @@ private enum N {
     }
   }
 
-  @Test func publishIsIdempotentPerPublisher() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func publishIsIdempotentPerPublisher(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       let first = try await n.publish(N.publication(.account(a), key: "k1"), now: t0, limits: InboxLimits())
@@ -142,8 +139,8 @@ private enum N {
     }
   }
 
-  @Test func collapseKeyReplacesOnlyPendingMessages() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func collapseKeyReplacesOnlyPendingMessages(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       let content = N.content(collapseKey: "case-c1")
@@ -165,8 +162,8 @@ private enum N {
     }
   }
 
-  @Test func expiredMessagesAreNotSent() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func expiredMessagesAreNotSent(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       let short = try await n.publish(N.publication(.account(a), ttl: 60), now: t0, limits: InboxLimits())
@@ -187,8 +184,8 @@ private enum N {
     }
   }
 
-  @Test func scheduledPublicationsWaitForRelease() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func scheduledPublicationsWaitForRelease(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       let later = t0.addingTimeInterval(3600)
@@ -221,8 +218,8 @@ private enum N {
     }
   }
 
-  @Test func acknowledgementsMoveForwardAndCountRounds() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func acknowledgementsMoveForwardAndCountRounds(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       for _ in 1...3 { _ = try await n.publish(N.publication(.account(a)), now: t0, limits: InboxLimits()) }
@@ -254,8 +251,8 @@ private enum N {
     }
   }
 
-  @Test func topicMessagesAreStoredOnceAndReadThroughCursors() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func topicMessagesAreStoredOnceAndReadThroughCursors(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       let b = try await N.account(store)
@@ -274,7 +271,7 @@ private enum N {
       let second = try await n.publish(N.publication(.topic(N.topic), content: N.content("二")), now: t0, limits: InboxLimits())
       #expect(first.topicMessage?.seq == 1 && second.topicMessage?.seq == 2 && first.inboxMessages.isEmpty)
       #expect(second.publication.eventID == second.topicMessage?.eventID)
-      let stored = try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM topic_messages") }
+      let stored = try await store.inspection.count("topic_messages")
       #expect(stored == 2)
       #expect(try await N.inboxRows(store, a).isEmpty)
 
@@ -319,8 +316,8 @@ private enum N {
     }
   }
 
-  @Test func segmentsSelectByRoleDepartmentAndRegion() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func segmentsSelectByRoleDepartmentAndRegion(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       _ = try await store.catalog.upsertDepartment(Department(code: "gongan", name: "市公安局"), now: t0)
       let xuhui = try await N.account(store, idNumber: "310104199001011234")
@@ -347,8 +344,8 @@ private enum N {
     }
   }
 
-  @Test func pruningPastTheCapKeepsUnreadHighPriority() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func pruningPastTheCapKeepsUnreadHighPriority(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       let limits = InboxLimits(cap: 3)
@@ -369,15 +366,13 @@ private enum N {
       #expect(try await N.inboxRows(store, a).map(\.seq) == [4, 6, 7])
       try await send(.high)    // 8: only unread high-priority left; the inbox stays over the cap
       #expect(try await N.inboxRows(store, a).map(\.seq) == [4, 6, 7, 8])
-      let count = try await store.pool.read { db in
-        try Int.fetchOne(db, sql: "SELECT message_count FROM inbox_heads WHERE account_id = ?", arguments: [a])
-      }
+      let count = try await store.inspection.int("SELECT message_count FROM inbox_heads WHERE account_id = $1", .text(a))
       #expect(count == 4)
     }
   }
 
-  @Test func webhookDeliveriesGoToSubscribedEnabledEndpoints() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func webhookDeliveriesGoToSubscribedEnabledEndpoints(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       _ = try await n.addWebhook(N.endpoint("ep1", types: [WebhookEvent.notificationPublished]), audit: nil)
@@ -413,8 +408,8 @@ private enum N {
     }
   }
 
-  @Test func claimsRecordAttemptsAndReplays() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func claimsRecordAttemptsAndReplays(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
       _ = try await n.addWebhook(N.endpoint("ep1", types: [WebhookEvent.caseTransition]), audit: nil)
@@ -471,15 +466,13 @@ private enum N {
     }
   }
 
-  @Test func outboxEventsAreConsumedOnce() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func outboxEventsAreConsumedOnce(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let n = store.notifications
       let a = try await N.account(store)
-      try await store.pool.write { db in
-        try db.execute(
-          sql: "INSERT INTO event_outbox (topic, aggregate_id, payload, created_at) VALUES ('case.transition', 'c1', ?, ?)",
-          arguments: [#"{"case_id":"c1","state":"accepted"}"#, SQLTime.ms(t0)])
-      }
+      try await store.inspection.execute(
+        "INSERT INTO event_outbox (topic, aggregate_id, payload, created_at) VALUES ('case.transition', 'c1', $1, $2)",
+        .text(#"{"case_id":"c1","state":"accepted"}"#), .int(Int64(t0.timeIntervalSince1970 * 1000)))
       let events = try await n.pendingEvents(topic: "case.transition", limit: 10)
       #expect(events.map(\.payload) == [["case_id": "c1", "state": "accepted"]])
       let publication = N.publication(.account(a), key: "case.transition:1", publisher: nil)

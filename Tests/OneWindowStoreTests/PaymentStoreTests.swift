@@ -1,9 +1,9 @@
 import Foundation
-import GRDB
 import PropertyBased
 import Testing
 @testable import OneWindowCore
 @testable import OneWindowStore
+import OneWindowTestSupport
 
 // MARK: - Fixtures
 
@@ -22,28 +22,23 @@ private enum P {
   static func at(_ seconds: TimeInterval) -> Date { t0.addingTimeInterval(seconds) }
 
   /// A minimal account (once) and a case row in `state`.
-  static func seedCase(_ store: SQLiteStore, _ caseID: String, state: String = "accepted") async throws {
-    try await store.pool.write { db in
-      try db.execute(
-        sql: """
-          INSERT OR IGNORE INTO accounts (id, role, display_name, trust_level, created_at, updated_at)
-          VALUES (?, 'citizen', '张三', 1, 0, 0)
-          """,
-        arguments: [applicant])
-      try db.execute(
-        sql: """
-          INSERT INTO cases (id, tracking_code, applicant_id, draft_id, idempotency_key, item_code, state, version,
-            handling_department, body, submitted_at, updated_at)
-          VALUES (?, ?, ?, ?, ?, 'ITEM-1', ?, 1, 'gongan', '{}', 0, 0)
-          """,
-        arguments: [caseID, "T-\(caseID)", applicant, "d-\(caseID)", "k-\(caseID)", state])
-    }
+  static func seedCase(_ store: any Store, _ caseID: String, state: String = "accepted") async throws {
+    let sql = store.inspection
+    try await sql.execute(
+      """
+      INSERT INTO accounts (id, role, display_name, trust_level, created_at, updated_at)
+      VALUES ($1, 'citizen', '张三', 1, 0, 0) ON CONFLICT DO NOTHING
+      """, .text(applicant))
+    try await sql.execute(
+      """
+      INSERT INTO cases (id, tracking_code, applicant_id, draft_id, idempotency_key, item_code, state, version,
+        handling_department, body, submitted_at, updated_at)
+      VALUES ($1, $2, $3, $4, $5, 'ITEM-1', $6, 1, 'gongan', '{}', 0, 0)
+      """, .text(caseID), .text("T-\(caseID)"), .text(applicant), .text("d-\(caseID)"), .text("k-\(caseID)"), .text(state))
   }
 
-  static func setCaseState(_ store: SQLiteStore, _ caseID: String, _ state: String) async throws {
-    try await store.pool.write { db in
-      try db.execute(sql: "UPDATE cases SET state = ? WHERE id = ?", arguments: [state, caseID])
-    }
+  static func setCaseState(_ store: any Store, _ caseID: String, _ state: String) async throws {
+    try await store.inspection.execute("UPDATE cases SET state = $1 WHERE id = $2", .text(state), .text(caseID))
   }
 
   static func fees(_ amounts: [Int64]) throws -> FeeOrder {
@@ -74,7 +69,7 @@ private enum P {
 
   /// A case and its open order.
   @discardableResult
-  static func openOrder(_ store: SQLiteStore, _ caseID: String, amounts: [Int64] = [1000, 8000], now: Date = t0) async throws
+  static func openOrder(_ store: any Store, _ caseID: String, amounts: [Int64] = [1000, 8000], now: Date = t0) async throws
     -> StoredOrder
   {
     try await seedCase(store, caseID)
@@ -84,7 +79,7 @@ private enum P {
   }
 
   /// A created payment of `order` (its full total).
-  static func createdPayment(_ store: SQLiteStore, _ order: StoredOrder, id: String? = nil, now: Date = t0) async throws
+  static func createdPayment(_ store: any Store, _ order: StoredOrder, id: String? = nil, now: Date = t0) async throws
     -> StoredPayment
   {
     let id = id ?? "p-\(order.caseID)"
@@ -95,7 +90,7 @@ private enum P {
   }
 
   /// A case, its order and a payment that succeeded at `now`.
-  static func paidPayment(_ store: SQLiteStore, _ caseID: String, amounts: [Int64] = [1000, 8000], now: Date = t0) async throws
+  static func paidPayment(_ store: any Store, _ caseID: String, amounts: [Int64] = [1000, 8000], now: Date = t0) async throws
     -> StoredPayment
   {
     let order = try await openOrder(store, caseID, amounts: amounts, now: now)
@@ -121,12 +116,12 @@ private enum P {
       applicantID: applicant)
   }
 
-  static func count(_ store: SQLiteStore, _ table: String, where condition: String = "1") async throws -> Int {
-    try await store.pool.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM \(table) WHERE \(condition)") ?? 0 }
+  static func count(_ store: any Store, _ table: String, where condition: String = "TRUE") async throws -> Int {
+    try await store.inspection.count(table, where: condition)
   }
 
   /// Row counts of the tables a payment change writes.
-  static func counts(_ store: SQLiteStore) async throws -> [String: Int] {
+  static func counts(_ store: any Store) async throws -> [String: Int] {
     var out: [String: Int] = [:]
     for table in ["provider_notifications", "ledger_postings", "event_outbox", "payment_receipts", "audit_log"] {
       out[table] = try await count(store, table)
@@ -134,12 +129,10 @@ private enum P {
     return out
   }
 
-  static func outboxPayloads(_ store: SQLiteStore, aggregate: String) async throws -> [[String: String]] {
-    try await store.pool.read { db in
-      try String.fetchAll(
-        db, sql: "SELECT payload FROM event_outbox WHERE topic = 'payment.event' AND aggregate_id = ? ORDER BY id",
-        arguments: [aggregate])
-    }.map { try JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
+  static func outboxPayloads(_ store: any Store, aggregate: String) async throws -> [[String: String]] {
+    try await store.inspection.strings(
+      "SELECT payload FROM event_outbox WHERE topic = 'payment.event' AND aggregate_id = $1 ORDER BY id", .text(aggregate)
+    ).map { try JSONDecoder().decode([String: String].self, from: Data($0.utf8)) }
   }
 }
 
@@ -156,8 +149,8 @@ extension StoreError {
 // MARK: - Orders and payments
 
 @Suite struct PaymentStoreTests {
-  @Test func createOrderReplaysTheClaimAndRefusesConflictingRequests() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func createOrderReplaysTheClaimAndRefusesConflictingRequests(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       try await P.seedCase(store, "c1")
       try await P.seedCase(store, "c2")
@@ -198,8 +191,8 @@ extension StoreError {
     }
   }
 
-  @Test func concurrentCreateOrderWithOneKeyMakesOneOrder() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func concurrentCreateOrderWithOneKeyMakesOneOrder(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       try await P.seedCase(store, "c1")
       let s = store.payments
       let claim = P.orderClaim("same-key", caseID: "c1")
@@ -221,8 +214,8 @@ extension StoreError {
     }
   }
 
-  @Test func createPaymentChecksTheAmountAndTheUnfinishedPaymentAndReplays() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func createPaymentChecksTheAmountAndTheUnfinishedPaymentAndReplays(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let order = try await P.openOrder(store, "c1")
 
@@ -266,8 +259,8 @@ extension StoreError {
     }
   }
 
-  @Test func concurrentCreatePaymentWithOneKeyMakesOnePayment() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func concurrentCreatePaymentWithOneKeyMakesOnePayment(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let order = try await P.openOrder(store, "c1")
       let claim = P.paymentClaim("pay-key", orderID: order.id, amount: order.fees.total)
@@ -289,8 +282,8 @@ extension StoreError {
 
   // MARK: - Applying changes
 
-  @Test func theLifecycleToSuccessWritesLedgerOrderReceiptAndOneEvent() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func theLifecycleToSuccessWritesLedgerOrderReceiptAndOneEvent(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let order = try await P.openOrder(store, "c1")
       let created = try await P.createdPayment(store, order, id: "p1")
@@ -321,12 +314,11 @@ extension StoreError {
       #expect(try await s.payment(id: "p1") == paid)
 
       // Two postings that balance, as one capture transaction.
-      let postings = try store.pool.read { db in
-        try Row.fetchAll(db, sql: "SELECT transaction_id, kind, account, amount FROM ledger_postings ORDER BY id")
-      }
+      let postings = try await store.inspection.rows(
+        "SELECT transaction_id, kind, account, amount FROM ledger_postings ORDER BY id", [])
       #expect(postings.count == 2)
-      #expect(postings.map { $0["amount"] as Int64 }.reduce(0, +) == 0)
-      #expect(Set(postings.map { $0["account"] as String }) == ["provider_clearing", "fee_revenue:gongan"])
+      #expect(postings.map { $0["amount"]?.int ?? -1 }.reduce(0, +) == 0)
+      #expect(Set(postings.map { $0["account"]?.text ?? "" }) == ["provider_clearing", "fee_revenue:gongan"])
       let ledger = try await s.ledger()
       #expect(ledger == [LedgerTransaction.capture(id: "cap_p1", payment: "p1", amount: P.fen(9000), department: "gongan")])
       #expect(LedgerCheck.verify(ledger).isEmpty)
@@ -369,8 +361,8 @@ extension StoreError {
     }
   }
 
-  @Test func aSuccessReportedWhileStartedSettlesThroughSubmitted() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func aSuccessReportedWhileStartedSettlesThroughSubmitted(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let order = try await P.openOrder(store, "c1")
       _ = try await P.createdPayment(store, order, id: "p1")
@@ -406,8 +398,8 @@ extension StoreError {
 
   /// The repair pass's list: payments with a provider session, least recently checked first,
   /// so recording a check sends a payment to the back and a backlog is worked through.
-  @Test func paymentsToCheckAreTheLeastRecentlyCheckedFirst() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func paymentsToCheckAreTheLeastRecentlyCheckedFirst(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       for i in 1...3 {
         let order = try await P.openOrder(store, "c\(i)")
@@ -432,8 +424,8 @@ extension StoreError {
     }
   }
 
-  @Test func aChangeWithoutAnEventOnlyRecordsItsNotification() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func aChangeWithoutAnEventOnlyRecordsItsNotification(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let order = try await P.openOrder(store, "c1")
       let created = try await P.createdPayment(store, order, id: "p1")
@@ -458,8 +450,8 @@ extension StoreError {
 
   // MARK: - Refunds
 
-  @Test func refundsAreCheckedAgainstTheRefundableAmountAndPostedOnSuccess() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func refundsAreCheckedAgainstTheRefundableAmountAndPostedOnSuccess(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let paid = try await P.paidPayment(store, "c1")
       #expect(paid.refundable == P.fen(9000))
@@ -537,8 +529,8 @@ extension StoreError {
     }
   }
 
-  @Test func paymentsOfWithdrawnCasesAreListedUntilAnAutomaticRefundExists() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func paymentsOfWithdrawnCasesAreListedUntilAnAutomaticRefundExists(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let paid = try await P.paidPayment(store, "c1")
       let open = try await P.openOrder(store, "c2")
@@ -576,8 +568,8 @@ extension StoreError {
 
   /// "Successful payments of withdrawn cases with money left": a payment refunded in full by
   /// hand has nothing left, so it must not be listed (it would crowd out others under `limit`).
-  @Test func paymentsOfWithdrawnCasesSkipPaymentsWithNothingLeft() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func paymentsOfWithdrawnCasesSkipPaymentsWithNothingLeft(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let full = try await P.paidPayment(store, "c1", now: t0)
       let pending = try await P.paidPayment(store, "c2", now: P.at(1))
@@ -599,8 +591,8 @@ extension StoreError {
 
   // MARK: - Ledger entries, keys, adjustments
 
-  @Test func ledgerEntriesCoverTheWindowOnly() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func ledgerEntriesCoverTheWindowOnly(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let a = try await P.paidPayment(store, "c1", now: P.at(10))
       _ = try await s.createRefund(
@@ -626,15 +618,15 @@ extension StoreError {
     }
   }
 
-  @Test func pruneIdempotencyKeysDeletesOnlyOldKeys() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func pruneIdempotencyKeysDeletesOnlyOldKeys(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let old = try await P.openOrder(store, "c1", now: t0)
       _ = try await P.createdPayment(store, old, now: P.at(60))
       let fresh = try await P.openOrder(store, "c2", now: P.at(86_400 * 2))
       #expect(try await P.count(store, "idempotency_keys") == 3)
       #expect(try await s.pruneIdempotencyKeys(before: P.at(86_400)) == 2)
-      let left = try await store.pool.read { db in try String.fetchAll(db, sql: "SELECT key FROM idempotency_keys") }
+      let left = try await store.inspection.strings("SELECT key FROM idempotency_keys")
       #expect(left == ["ok-c2"])
       #expect(try await s.pruneIdempotencyKeys(before: P.at(86_400)) == 0)
       #expect(try await s.pruneIdempotencyKeys(before: P.at(86_400 * 2)) == 0)
@@ -647,8 +639,8 @@ extension StoreError {
     }
   }
 
-  @Test func adjustChecksTheVersionTheStateAndUnfinishedPayments() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func adjustChecksTheVersionTheStateAndUnfinishedPayments(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let s = store.payments
       let order = try await P.openOrder(store, "c1")
       var changed = order
@@ -734,10 +726,10 @@ struct PaymentSplitMix64: RandomNumberGenerator {
 
   /// swift-property-based draws each sequence's seed (and replays a failing one); the seed
   /// drives a sequence of random operations on one shared store.
-  @Test func randomOperationSequencesKeepLedgerPaymentsAndOrdersConsistent() async throws {
+  @Test(arguments: TestEngine.enabled) func randomOperationSequencesKeepLedgerPaymentsAndOrdersConsistent(engine: TestEngine) async throws {
     var tally = Tally()
     var iteration = 0
-    try await withTemporaryStore { store in
+    try await withTemporaryStore(engine) { store in
       await propertyCheck(count: 100, input: Gen.int(in: 0...Int.max)) { seed in
         var rng = PaymentSplitMix64(seed: UInt64(seed))
         iteration += 1
@@ -753,7 +745,7 @@ struct PaymentSplitMix64: RandomNumberGenerator {
     var created = 0, replayed = 0, succeeded = 0, refundsSucceeded = 0, duplicates = 0, ignored = 0, refused = 0
   }
 
-  static func run(_ store: SQLiteStore, iteration: Int, seed: UInt64, rng: inout PaymentSplitMix64, tally: inout Tally) async throws {
+  static func run(_ store: any Store, iteration: Int, seed: UInt64, rng: inout PaymentSplitMix64, tally: inout Tally) async throws {
     let s = store.payments
     let tag = "i\(iteration)"
     var log: [String] = []

@@ -1,23 +1,13 @@
 import Foundation
-import GRDB
 import PropertyBased
 import Testing
 @testable import OneWindowCore
 @testable import OneWindowStore
+import OneWindowTestSupport
 
-/// A fresh database in its own temporary directory, removed afterwards.
-func withTemporaryStore<T>(_ body: (SQLiteStore) async throws -> T) async throws -> T {
-  let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-store-\(UUID().uuidString)").path
-  defer { try? FileManager.default.removeItem(atPath: dir) }
-  let store = try SQLiteStore(directory: dir)
-  do {
-    let result = try await body(store)
-    try await store.close()
-    return result
-  } catch {
-    try? await store.close()
-    throw error
-  }
+/// A fresh database of `engine`, dropped afterwards.
+func withTemporaryStore<T>(_ engine: TestEngine, _ body: (any Store) async throws -> T) async throws -> T {
+  try await TestDatabase.withStore(engine, body)
 }
 
 let t0 = Date(timeIntervalSince1970: 1_800_000_000)
@@ -31,30 +21,31 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
 }
 
 @Suite struct MigrationTests {
-  @Test func migratesAnEmptyDatabaseAndReopens() async throws {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-mig-\(UUID().uuidString)").path
-    defer { try? FileManager.default.removeItem(atPath: dir) }
-    let store = try SQLiteStore(directory: dir)
-    #expect(try store.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks", "v7-case-phone-check", "v8-account-region"])
-    let tables = try await store.pool.read { db in
-      try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-    }
-    for table in ["accounts", "access_tokens", "refresh_tokens", "token_families", "login_codes", "outbox", "departments", "catalog_items", "catalog_fts"] {
+  @Test(arguments: TestEngine.enabled) func migratesAnEmptyDatabaseAndReopens(engine: TestEngine) async throws {
+    let database = try await TestDatabase.create(engine)
+    let opened = try await database.open()
+    #expect(try await opened.store.appliedMigrations() == allMigrations)
+    let tables = try await opened.store.inspection.tableNames()
+    for table in ["accounts", "access_tokens", "refresh_tokens", "token_families", "login_codes", "outbox", "departments", "catalog_items", "sync_records", "cases", "payments"] {
       #expect(tables.contains(table), "missing table \(table)")
     }
-    let mode = try await store.pool.read { db in try String.fetchOne(db, sql: "PRAGMA journal_mode") }
-    #expect(mode == "wal")
-    try await store.close()
+    try await opened.close()
     // Reopening an up-to-date database applies nothing new.
-    let again = try SQLiteStore(directory: dir)
-    #expect(try again.appliedMigrations() == ["v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks", "v7-case-phone-check", "v8-account-region"])
+    let again = try await database.open()
+    #expect(try await again.store.appliedMigrations() == allMigrations)
     try await again.close()
+    await database.drop()
   }
 }
 
+let allMigrations = [
+  "v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks",
+  "v7-case-phone-check", "v8-account-region",
+]
+
 @Suite struct CatalogStoreTests {
-  @Test func createUpdatePublishWithdrawWithVersions() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func createUpdatePublishWithdrawWithVersions(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let catalog = store.catalog
       _ = try await catalog.upsertDepartment(Department(code: "gongan", name: "市公安局"), now: t0)
       let created = try await catalog.createItem(spec("SF-GA-1"), now: t0)
@@ -97,15 +88,15 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
     }
   }
 
-  @Test func unknownDepartmentIsRefused() async throws {
-    try await withTemporaryStore { (store) async throws in
+  @Test(arguments: TestEngine.enabled) func unknownDepartmentIsRefused(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { (store) async throws in
       await #expect(throws: StoreError.self) { try await store.catalog.createItem(spec("SF-X-1", department: "nowhere"), now: t0) }
       #expect(try await store.catalog.items(statuses: [.draft]).isEmpty)
     }
   }
 
-  @Test func searchFindsPublishedItemsByChineseSubstrings() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func searchFindsPublishedItemsByChineseSubstrings(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let catalog = store.catalog
       _ = try await catalog.importBundle(
         departments: [Department(code: "gongan", name: "市公安局"), Department(code: "minzheng", name: "市民政局")],
@@ -138,8 +129,8 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
       passwordHash: nil)
   }
 
-  @Test func uniqueIdentityNumbers() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func uniqueIdentityNumbers(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       _ = try await store.identity.createAccount(citizen())
       await #expect(throws: StoreError.alreadyExists(field: "phone")) {
         try await store.identity.createAccount(citizen(id: "440524198001010013"))
@@ -150,8 +141,8 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
     }
   }
 
-  @Test func refreshRotationAndReuseRevokesTheFamily() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func refreshRotationAndReuseRevokesTheFamily(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let id = store.identity
       let account = try await id.createAccount(citizen())
       let first = IssuedTokens.issue(now: t0)
@@ -170,8 +161,8 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
     }
   }
 
-  @Test func loginCodesAreSingleUseWithLimitedAttempts() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func loginCodesAreSingleUseWithLimitedAttempts(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let id = store.identity
       let policy = LoginCodePolicy()
       let phone = "13800000001"
@@ -196,8 +187,8 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
     }
   }
 
-  @Test func purgeRemovesOnlyExpiredCredentials() async throws {
-    try await withTemporaryStore { store in
+  @Test(arguments: TestEngine.enabled) func purgeRemovesOnlyExpiredCredentials(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
       let id = store.identity
       let account = try await id.createAccount(citizen())
       let tokens = IssuedTokens.issue(now: t0)
@@ -206,47 +197,5 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
       #expect(try await id.purgeExpired(now: t0.addingTimeInterval(31 * 24 * 3600)) >= 2)
       #expect(try await id.authenticate(accessHash: tokens.accessHash, now: t0) == nil)
     }
-  }
-}
-
-/// The catalog search's FTS5 expressions: every term one whole quoted phrase, joined by AND.
-@Suite struct FTS5MatchTests {
-  @Test func searchTermsNeverEscapeTheirPhrases() async {
-    let characters = Array("身份证明护照 \"'*:()-^ANDORNOTabc\u{3000}，、%_\\")
-    await propertyCheck(input: Gen.int(in: 0...(characters.count - 1)).array(of: 0...40)) { indices in
-      let text = String(indices.map { characters[$0] })
-      guard let query = try? SearchQuery.parse(text), let match = FTS5.match(query.terms) else { return }
-      let phrases = match.components(separatedBy: " AND ")
-      #expect(phrases.count == query.terms.count)
-      for phrase in phrases {
-        #expect(phrase.hasPrefix("\"") && phrase.hasSuffix("\"") && phrase.count >= 5)
-        #expect(!phrase.dropFirst().dropLast().contains("\""))
-      }
-    }
-  }
-
-  @Test func noTermsNoExpression() {
-    #expect(FTS5.match([]) == nil)
-    #expect(FTS5.match(["身份证", "换领证"]) == "\"身份证\" AND \"换领证\"")
-  }
-}
-
-@Suite struct AccountRegionMigrationTests {
-  @Test func existingAccountsGetTheirRegionFromTheCoreRule() throws {
-    let db = try DatabaseQueue()
-    try Migrations.migrator.migrate(db, upTo: "v7-case-phone-check")
-    try db.write { db in
-      let insert = "INSERT INTO accounts (id, role, display_name, trust_level, id_number, credit_code, created_at, updated_at) VALUES (?, ?, ?, 1, ?, ?, 0, 0)"
-      try db.execute(sql: insert, arguments: ["c1", "citizen", "王五", "11010519491231002X", nil])
-      try db.execute(sql: insert, arguments: ["e1", "enterprise", "某公司", nil, "91310104MA1FL8XQ30"])
-      try db.execute(sql: insert, arguments: ["s1", "admin", "管理员", nil, nil])
-    }
-    try Migrations.migrator.migrate(db)
-    let regions = try db.read { db in
-      try Row.fetchAll(db, sql: "SELECT id, region_code FROM accounts ORDER BY id").map { row -> String in
-        "\(row["id"] as String)=\((row["region_code"] as String?) ?? "nil")"
-      }
-    }
-    #expect(regions == ["c1=110105", "e1=310104", "s1=nil"])
   }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import OneWindowAPI
 import OneWindowCore
+import OneWindowDatabase
 import OneWindowStore
 
 /// Reconciliation with the provider's settlement file and the ledger invariant check, shared by
@@ -76,14 +77,13 @@ public enum PaymentMaintenance {
     return (lines, health.violations.isEmpty)
   }
 
-  /// Compares the ledger of `day` with the sandbox provider's settlement file in `dataDirectory`.
-  public static func reconcile(store: any Store, dataDirectory: String, day: CivilDate, logger: Logger) async throws
+  /// Compares the ledger of `day` with the sandbox provider's settlement file (its books).
+  public static func reconcile(database: OpenedDatabase, day: CivilDate, logger: Logger) async throws
     -> (lines: [String], ok: Bool)
   {
-    let book = try SandboxProviderBook(directory: dataDirectory)
-    defer { try? book.shutDown() }
-    let sandbox = SandboxProvider(book: book, secret: "", clock: SystemClock(), callbackDelay: .zero, logger: logger)
-    let outcome = try await PaymentReconciler(store: store.payments, provider: sandbox).reconcile(day: day)
+    let sandbox = SandboxProvider(
+      book: database.sandboxBook, secret: "", clock: SystemClock(), callbackDelay: .zero, logger: logger)
+    let outcome = try await PaymentReconciler(store: database.store.payments, provider: sandbox).reconcile(day: day)
     var lines = [
       "reconciliation of \(day) (UTC+8) with the sandbox settlement file: \(outcome.report.matched) matched, "
         + "captured \(outcome.captured) fen, refunded \(outcome.refunded) fen",

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import OneWindowAPI
 import OneWindowCore
+import OneWindowDatabase
 import OneWindowStore
 import ServiceLifecycle
 import Synchronization
@@ -13,6 +14,8 @@ import Synchronization
 public final class ServerApp: Sendable {
   public let config: ServerConfig
   public let store: any Store
+  /// The opened database; `runUntilSignalled` closes it after the drain.
+  let database: OpenedDatabase
   public let health: HealthService
   let server: GRPCServer<HTTP2ServerTransport.Posix>
   let transport: HTTP2ServerTransport.Posix
@@ -49,29 +52,34 @@ public final class ServerApp: Sendable {
     var httpShouldStop: Bool { httpFollowsDrain && shuttingDown && !grpcServing }
   }
 
-  /// Builds the server and loads the published catalog. Does not start listening.
+  /// Builds the server from its dependencies and loads the published catalog. Does not start
+  /// listening, and does not close the database (the caller owns `dependencies.database`).
   public static func make(
-    config: ServerConfig, store: any Store, clock: any WallClock = SystemClock(), logger: Logger,
-    codeSender: (any LoginCodeSender)? = nil, registry: any IdentityRegistry = SimulatedPopulationRegistry(),
-    httpRoutes: [HTTPRoute] = []
+    config: ServerConfig, dependencies: ServerDependencies, logger: Logger, httpRoutes: [HTTPRoute] = []
   ) async throws -> ServerApp {
     try config.validate()
+    let store = dependencies.store
+    let clock = dependencies.clock
     let published = PublishedCatalog(store: store.catalog)
     try await published.reload()
     let syncPublisher = CatalogSyncPublisher(published: published, store: store.sync, clock: clock, logger: logger)
     try await syncPublisher.refresh()
     try await store.notifications.seedTemplates(SystemTemplates.all, now: clock.now())
     return try ServerApp(
-      config: config, store: store, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger,
-      codeSender: codeSender ?? DevelopmentCodeSender(outbox: store.outbox, templates: store.notifications, clock: clock, logger: logger),
-      registry: registry, httpRoutes: httpRoutes)
+      config: config, dependencies: dependencies, published: published, syncPublisher: syncPublisher, logger: logger,
+      codeSender: dependencies.codeSender
+        ?? DevelopmentCodeSender(outbox: store.outbox, templates: store.notifications, clock: clock, logger: logger),
+      httpRoutes: httpRoutes)
   }
 
   private init(
-    config: ServerConfig, store: any Store, published: PublishedCatalog, syncPublisher: CatalogSyncPublisher,
-    clock: any WallClock, logger: Logger, codeSender: any LoginCodeSender, registry: any IdentityRegistry,
-    httpRoutes extraRoutes: [HTTPRoute]
+    config: ServerConfig, dependencies: ServerDependencies, published: PublishedCatalog,
+    syncPublisher: CatalogSyncPublisher, logger: Logger, codeSender: any LoginCodeSender, httpRoutes extraRoutes: [HTTPRoute]
   ) throws {
+    let store = dependencies.store
+    let clock = dependencies.clock
+    let registry = dependencies.registry
+    self.database = dependencies.database
     self.config = config
     self.store = store
     self.logger = logger
@@ -82,10 +90,10 @@ public final class ServerApp: Sendable {
       store: store.catalog, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger)
     let sync = SyncService(
       store: store.sync, identity: store.identity, clock: clock, settings: config.sync, shutdown: streams, logger: logger)
-    let issuer = try IssuerKeys.loadOrCreate(directory: config.dataDirectory)
+    let issuer = dependencies.issuer
     let trackLimiter = PeerLimiter(
       limit: config.cases.trackFailureLimit, window: config.cases.trackFailureWindow, what: "failed progress queries")
-    let secrets = try SecretBox.loadOrCreate(directory: config.dataDirectory)
+    let secrets = dependencies.secrets
     let hub = NotificationHub()
     self.hub = hub
     let webhookChannel = WebhookChannel(
@@ -107,8 +115,7 @@ public final class ServerApp: Sendable {
     let notify = NotifyService(
       store: store, publisher: publisher, secrets: secrets, settings: config.notifications, clock: clock, logger: logger)
     sandbox = SandboxProvider(
-      book: try SandboxProviderBook(directory: config.dataDirectory),
-      secret: try SandboxProvider.loadOrCreateSecret(directory: config.dataDirectory), clock: clock,
+      book: dependencies.database.sandboxBook, secret: dependencies.sandboxSecret, clock: clock,
       callbackDelay: config.payments.sandboxCallbackDelay, logger: logger)
     let desk = PaymentDesk(
       store: store, provider: sandbox, issuer: issuer, settings: config.payments, clock: clock, logger: logger,
@@ -252,7 +259,7 @@ public final class ServerApp: Sendable {
       gracefulShutdownSignals: [.sigterm, .sigint],
       logger: logger)
     try await group.run()
-    try await store.close()
+    try await database.close()
     logger.info("stopped; database closed")
   }
 }

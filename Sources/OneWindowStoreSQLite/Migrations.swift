@@ -1,3 +1,4 @@
+import OneWindowStore
 import GRDB
 import OneWindowCore
 

@@ -1,3 +1,4 @@
+import OneWindowStore
 import Foundation
 import GRDB
 import OneWindowCore

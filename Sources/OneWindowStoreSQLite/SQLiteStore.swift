@@ -1,3 +1,4 @@
+import OneWindowStore
 import Foundation
 import GRDB
 import OneWindowCore
@@ -5,7 +6,7 @@ import OneWindowCore
 /// The embedded default: one SQLite file in WAL mode behind a GRDB `DatabasePool` (one writer,
 /// concurrent readers). Open one per database file and share it.
 public final class SQLiteStore: Store {
-  public let pool: DatabasePool
+  let pool: DatabasePool
   public let identity: any IdentityStore
   public let catalog: any CatalogStore
   public let outbox: any OutboxStore
@@ -17,6 +18,7 @@ public final class SQLiteStore: Store {
   public let audit: any AuditStore
   public let notifications: any NotificationStore
   public let payments: any PaymentStore
+  public var inspection: any StoreInspection { SQLiteInspection(pool: pool) }
 
   /// Opens (creating if needed) and migrates the database at `path`.
   public init(path: String) throws {
@@ -56,9 +58,8 @@ public final class SQLiteStore: Store {
     try pool.close()
   }
 
-  /// Applied migration identifiers, oldest first (for `onewindow migrate`).
-  public func appliedMigrations() throws -> [String] {
-    try pool.read { db in try Migrations.migrator.appliedMigrations(db) }
+  public func appliedMigrations() async throws -> [String] {
+    try await pool.read { db in try Migrations.migrator.appliedMigrations(db) }
   }
 }
 

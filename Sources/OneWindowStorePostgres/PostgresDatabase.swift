@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The pooled client every PostgreSQL store shares, with the two ways they use it: a write
+/// transaction (READ COMMITTED; a method locks the rows it reads before writing them, and the
+/// whole method is retried on a serialization failure or deadlock) and a read-only snapshot.
+final class PostgresDatabase: Sendable {
+  let client: PostgresClient
+  let logger: Logger
+  private let runner: Task<Void, Never>
+
+  /// Starts the pool. `close()` ends it; the server's service group owns the lifetime.
+  init(settings: PostgresSettings, logger: Logger) throws {
+    client = PostgresClient(configuration: try settings.clientConfiguration(), backgroundLogger: logger)
+    self.logger = logger
+    runner = Task { [client] in await client.run() }
+  }
+
+  /// Closes every connection; queries after this fail.
+  func close() async {
+    runner.cancel()
+    _ = await runner.value
+  }
+
+  /// Attempts a transaction gets before a serialization failure or deadlock is reported.
+  static let attempts = 5
+
+  /// One write transaction. The closure may run more than once (after 40001/40P01), so it must
+  /// not have side effects outside the database.
+  func write<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    var attempt = 1
+    while true {
+      do {
+        return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+      } catch let error as PSQLError where attempt < Self.attempts && error.isRetryable {
+        attempt += 1
+        try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 << attempt))))
+      }
+    }
+  }
+
+  /// One consistent read: every statement sees the same snapshot.
+  func read<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+    try await client.withConnection { connection in
+      try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+      do {
+        let result = try await body(connection)
+        try await connection.query("COMMIT", logger: logger)
+        return result
+      } catch {
+        _ = try? await connection.query("ROLLBACK", logger: logger)
+        throw error
+      }
+    }
+  }
+}
+
+extension PSQLError {
+  /// The server's SQLSTATE, e.g. "23505" for a unique violation.
+  var sqlState: String? { serverInfo?[.sqlState] }
+  /// The violated constraint's name, for mapping a violation to the field it protects.
+  var constraintName: String? { serverInfo?[.constraintName] }
+  /// Serialization failure or deadlock: the transaction can be run again.
+  var isRetryable: Bool { sqlState == "40001" || sqlState == "40P01" }
+  var isUniqueViolation: Bool { sqlState == "23505" }
+  var isForeignKeyViolation: Bool { sqlState == "23503" }
+}
+
+extension PostgresConnection {
+  /// Runs `query` and decodes every row as `T`.
+  func all<T: PostgresDecodable>(_ query: PostgresQuery, as _: T.Type, logger: Logger) async throws -> [T] {
+    var out: [T] = []
+    for try await value in try await self.query(query, logger: logger).decode(T.self) { out.append(value) }
+    return out
+  }
+
+  /// Rows as `PostgresRandomAccessRow` (decode columns by name).
+  func rows(_ query: PostgresQuery, logger: Logger) async throws -> [PostgresRandomAccessRow] {
+    var out: [PostgresRandomAccessRow] = []
+    for try await row in try await self.query(query, logger: logger) { out.append(PostgresRandomAccessRow(row)) }
+    return out
+  }
+
+  /// Runs `query` and returns how many rows it changed.
+  @discardableResult
+  func run(_ query: PostgresQuery, logger: Logger) async throws -> Int {
+    let rows = try await self.query(query, logger: logger)
+    for try await _ in rows {}
+    return 0
+  }
+}
