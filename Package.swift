@@ -37,6 +37,8 @@ let package = Package(
     .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1", traits: ["FullFoundation"]),
     .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
     .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+    .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
   ],
   targets: [
@@ -75,11 +77,22 @@ let package = Package(
       ],
       swiftSettings: swiftSettings
     ),
+    // The scale-out engine: PostgreSQL through postgres-nio.
+    .target(
+      name: "OneWindowStorePostgres",
+      dependencies: [
+        "OneWindowCore", "OneWindowStore",
+        .product(name: "PostgresNIO", package: "postgres-nio"),
+        .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        .product(name: "Logging", package: "swift-log"),
+      ],
+      swiftSettings: swiftSettings
+    ),
     // Picks and opens the engine a deployment chose; nothing above it names an engine.
     .target(
       name: "OneWindowDatabase",
       dependencies: [
-        "OneWindowStore", "OneWindowStoreSQLite",
+        "OneWindowStore", "OneWindowStoreSQLite", "OneWindowStorePostgres",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings
@@ -173,7 +186,7 @@ let package = Package(
     .target(
       name: "OneWindowTestSupport",
       dependencies: [
-        "OneWindowDatabase", "OneWindowStore",
+        "OneWindowDatabase", "OneWindowStore", "OneWindowStorePostgres",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings
@@ -200,6 +213,14 @@ let package = Package(
         "OneWindowStore", "OneWindowStoreSQLite", "OneWindowCore",
         .product(name: "GRDB", package: "GRDB.swift"),
         .product(name: "PropertyBased", package: "swift-property-based"),
+      ],
+      swiftSettings: swiftSettings
+    ),
+    .testTarget(
+      name: "OneWindowStorePostgresTests",
+      dependencies: [
+        "OneWindowStore", "OneWindowStorePostgres", "OneWindowTestSupport",
+        .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings
     ),

@@ -1,25 +1,57 @@
 import Foundation
 import Logging
 import OneWindowStore
+import OneWindowStorePostgres
 import OneWindowStoreSQLite
 
 /// Where the data lives. The embedded SQLite file is the default; PostgreSQL is for scale-out.
-public enum DatabaseChoice: Sendable {
+public enum DatabaseChoice: Sendable, CustomStringConvertible {
   /// `onewindow.sqlite` (and the sandbox provider's books) inside `directory`.
   case embedded(directory: String)
+  /// A PostgreSQL database; the data directory then holds only keys.
+  case postgres(PostgresSettings)
+
+  /// The choice the options make: PostgreSQL when a URL is given, else the embedded file.
+  public static func from(url: String?, passwordFile: String?, dataDirectory: String) throws -> DatabaseChoice {
+    guard let url, !url.isEmpty else {
+      if passwordFile != nil { throw PostgresSettings.InvalidURL(description: "a database password file needs a database URL") }
+      return .embedded(directory: dataDirectory)
+    }
+    return .postgres(try PostgresSettings(url: url, passwordFile: passwordFile))
+  }
+
+  /// Where the data is, for messages (never with a password).
+  public var description: String {
+    switch self {
+    case .embedded(let directory): "\(directory)/onewindow.sqlite"
+    case .postgres(let settings): settings.redacted
+    }
+  }
 }
 
 /// An opened database: the store and the sandbox provider's books that live beside it.
-public struct OpenedDatabase: Sendable {
+public struct OpenedDatabase: Sendable, CustomStringConvertible {
+  let choice: DatabaseChoice
   public let store: any Store
   public let sandboxBook: any SandboxBook
+  /// Where the data is (never with a password).
+  public var description: String { choice.description }
 
   /// Opens (creating and migrating if needed) the chosen database.
   public static func open(_ choice: DatabaseChoice, logger: Logger) async throws -> OpenedDatabase {
     switch choice {
     case .embedded(let directory):
       let store = try SQLiteStore(directory: directory)
-      return OpenedDatabase(store: store, sandboxBook: try SandboxProviderBook(directory: directory))
+      return OpenedDatabase(choice: choice, store: store, sandboxBook: try SandboxProviderBook(directory: directory))
+    case .postgres(let settings):
+      let store = try await PostgresStore(settings: settings, logger: logger)
+      // The provider's books: its own sandbox_… tables in the same database.
+      do {
+        return OpenedDatabase(choice: choice, store: store, sandboxBook: try await PostgresSandboxBook(store: store))
+      } catch {
+        try? await store.close()
+        throw error
+      }
     }
   }
 

@@ -32,6 +32,7 @@ public struct PostgresSettings: Sendable, Equatable {
 
   public struct InvalidURL: Error, CustomStringConvertible {
     public let description: String
+    public init(description: String) { self.description = description }
   }
 
   /// Parses `url`; `passwordFile`, when given, supplies the password (its first line) and wins
@@ -101,7 +102,8 @@ public struct PostgresSettings: Sendable, Equatable {
     config.options.maximumConnections = maximumConnections
     config.options.tlsServerName = tlsMode == .verifyFull ? host : nil
     var startup: [(String, String)] = [("application_name", "onewindow"), ("timezone", "UTC")]
-    if let schema { startup.append(("search_path", schema)) }
+    // Extensions (pg_trgm) live in public; a deployment's own schema comes first.
+    if let schema { startup.append(("search_path", "\(schema),public")) }
     config.options.additionalStartupParameters = startup
     return config
   }

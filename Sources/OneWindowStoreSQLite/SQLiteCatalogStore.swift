@@ -177,26 +177,36 @@ struct SQLiteCatalogStore: CatalogStore {
         conditions.append("(instr(f.name, ?) > 0 OR instr(f.body, ?) > 0)")
         arguments += [term, term]
       }
+      // Items whose name holds every term rank first on both engines (bm25 alone can put an
+      // item with many body hits above one with the term in its name). Long terms are tested as
+      // FTS5 matches them, ignoring ASCII case (LIKE); short ones as instr() above.
+      var inName = query.terms.map { _ in "f.name LIKE ? ESCAPE '\\'" }
+      var nameArguments: [(any DatabaseValueConvertible)?] = query.terms.map { "%" + FTS5.escapeLike($0) + "%" }
+      for term in query.substrings {
+        inName.append("instr(f.name, ?) > 0")
+        nameArguments.append(term)
+      }
+      let nameFirst = inName.isEmpty ? "" : "NOT (\(inName.joined(separator: " AND "))), "
       let sql: String
       if let match = FTS5.match(query.terms) {
         // bm25 weights: a hit in the name counts ten times a hit in the body. Lower is better.
         sql = """
           SELECT i.code FROM catalog_fts f JOIN catalog_items i ON i.id = f.rowid
           WHERE catalog_fts MATCH ? AND \(conditions.joined(separator: " AND "))
-          ORDER BY bm25(catalog_fts, 10.0, 1.0), i.code LIMIT ? OFFSET ?
+          ORDER BY \(nameFirst)bm25(catalog_fts, 10.0, 1.0), i.code LIMIT ? OFFSET ?
           """
         arguments.insert(match, at: 0)
       } else {
-        // Without an index to rank by: items whose name contains the first term come first.
+        // Without an index to rank by: name matches first, then by code.
         sql = """
           SELECT i.code FROM catalog_fts f JOIN catalog_items i ON i.id = f.rowid
           WHERE \(conditions.joined(separator: " AND "))
-          ORDER BY instr(f.name, ?) = 0, i.code LIMIT ? OFFSET ?
+          ORDER BY \(nameFirst)i.code LIMIT ? OFFSET ?
           """
-        arguments.append(query.substrings.first ?? "")
       }
+      arguments += nameArguments
       arguments += [limit, offset]
-      // The SQL has one shape per number of short terms, so the statement cache stays small.
+      // The SQL has one shape per number of long and short terms, so the statement cache stays small.
       return try String.fetchAll(db.cachedStatement(sql: sql), arguments: StatementArguments(arguments))
     }
   }
@@ -222,5 +232,15 @@ enum FTS5 {
   /// hold no quote (`SearchQuery` splits on them), so input cannot break out of a phrase.
   static func match(_ terms: [String]) -> String? {
     terms.isEmpty ? nil : terms.map { "\"\($0.replacingOccurrences(of: "\"", with: ""))\"" }.joined(separator: " AND ")
+  }
+
+  /// Escapes LIKE's wildcards and its escape character (backslash), so a term matches literally.
+  static func escapeLike(_ term: String) -> String {
+    var out = ""
+    for character in term {
+      if character == "\\" || character == "%" || character == "_" { out.append("\\") }
+      out.append(character)
+    }
+    return out
   }
 }

@@ -14,7 +14,7 @@ struct Migrate: AsyncParsableCommand {
   func run() async throws {
     let database = try await data.openDatabase(logger: try data.makeLogger())
     let applied = try await database.store.appliedMigrations()
-    print("database \(data.databaseDescription) is at schema \(applied.last ?? "none") (\(applied.count) migrations applied)")
+    print("database \(database) is at schema \(applied.last ?? "none") (\(applied.count) migrations applied)")
     try await database.close()
   }
 }

@@ -17,8 +17,14 @@ struct OneWindowCommand: AsyncParsableCommand {
 
 /// Options shared by every command that opens the database.
 struct DataOptions: ParsableArguments {
-  @Option(name: .customLong("data-dir"), help: "Directory holding onewindow.sqlite. [env: ONEWINDOW_DATA_DIR] (default: ./onewindow-data)")
+  @Option(name: .customLong("data-dir"), help: "Directory holding onewindow.sqlite (unless --database-url is given) and the keys. [env: ONEWINDOW_DATA_DIR] (default: ./onewindow-data)")
   var dataDirectory: String?
+
+  @Option(help: "PostgreSQL instead of the embedded SQLite file: postgres://user@host:5432/database?sslmode=verify-full&sslrootcert=ca.pem (sslmode: disable, allow, prefer, require, verify-ca, verify-full; search_path= picks a schema). Keys stay in --data-dir. [env: ONEWINDOW_DATABASE_URL]")
+  var databaseURL: String?
+
+  @Option(help: "File whose first line is the PostgreSQL password, so it stays out of the URL and the process list. [env: ONEWINDOW_DATABASE_PASSWORD_FILE]")
+  var databasePasswordFile: String?
 
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical. [env: ONEWINDOW_LOG_LEVEL] (default: info)")
   var logLevel: String?
@@ -31,20 +37,27 @@ struct DataOptions: ParsableArguments {
     let raw = logLevel ?? Environment.value("ONEWINDOW_LOG_LEVEL") ?? "info"
     guard let level = Logger.Level(rawValue: raw) else { throw ValidationError("unknown log level '\(raw)'") }
     LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    ServerMetrics.bootstrapMetricsSystem()
     var logger = Logger(label: label)
     logger.logLevel = level
     return logger
   }
 
-  /// Which database the options select.
-  var database: DatabaseChoice { .embedded(directory: resolvedDataDirectory) }
-
-  /// Where the data is, for messages (never includes a password).
-  var databaseDescription: String { "\(resolvedDataDirectory)/onewindow.sqlite" }
+  /// Which database the options select: PostgreSQL when a URL is given, else the embedded file.
+  func database() throws -> DatabaseChoice {
+    do {
+      return try DatabaseChoice.from(
+        url: databaseURL ?? Environment.value("ONEWINDOW_DATABASE_URL"),
+        passwordFile: databasePasswordFile ?? Environment.value("ONEWINDOW_DATABASE_PASSWORD_FILE"),
+        dataDirectory: resolvedDataDirectory)
+    } catch {
+      throw ValidationError("\(error)")
+    }
+  }
 
   /// Opens (creating and migrating if needed) the selected database.
   func openDatabase(logger: Logger) async throws -> OpenedDatabase {
-    try await OpenedDatabase.open(database, logger: logger)
+    try await OpenedDatabase.open(try database(), logger: logger)
   }
 }
 

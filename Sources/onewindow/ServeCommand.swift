@@ -153,7 +153,7 @@ struct Serve: AsyncParsableCommand {
         "the holiday calendar does not cover this year: legal deadlines count weekends only; pass --holiday-calendar with the State Council's dates",
         metadata: ["year": "\(year)"])
     }
-    let dependencies = try await ServerDependencies.build(config: config, database: data.database, logger: logger)
+    let dependencies = try await ServerDependencies.build(config: config, database: try data.database(), logger: logger)
     if demo {
       let result = try await DemoData.seed(into: dependencies.store)
       printDemo(result, config: config)
@@ -166,7 +166,7 @@ struct Serve: AsyncParsableCommand {
       // Tests and owbench that spawn the server pass --http-port 0 and read the bound port here.
       logger.notice("serving", metadata: [
         "address": "\(config.host):\(port)", "http-address": "\(config.host):\(httpPort)", "tls": "\(config.usesTLS)",
-        "data-dir": "\(config.dataDirectory)",
+        "data-dir": "\(config.dataDirectory)", "database": "\(dependencies.database)",
       ])
       try await group.waitForAll()
     }

@@ -69,6 +69,8 @@ struct LoadResult: Sendable {
   /// `CheckFailure`s in any period (warmup and drain included).
   var failedChecks: Int
   var items: ItemCount? = nil
+  /// CPU time of the server (and PostgreSQL) over the measured period; nil when not measured.
+  var cpu: CPUWindow? = nil
 
   var calls: Int { Int(histogram.totalCount) }
   var errorCount: Int { errors.values.reduce(0, +) }
@@ -112,13 +114,25 @@ private enum Outcome: Sendable {
 /// The one load loop every scenario uses: `concurrency` workers spread round-robin over
 /// `clients`, each repeating `call` back to back. A warmup period (not recorded) comes first,
 /// then the measured period; a call counts when it completes inside the measured period.
-/// Workers stop starting calls at the deadline and let the calls in flight finish.
-func runLoad(name: String, call: @escaping BenchCall, clients: [BenchClient], settings: LoadSettings) async -> LoadResult {
+/// Workers stop starting calls at the deadline and let the calls in flight finish. `cpu` is read
+/// at the start and at the end of the measured period (not the warmup).
+func runLoad(
+  name: String, call: @escaping BenchCall, clients: [BenchClient], settings: LoadSettings, cpu: CPUProbe? = nil
+) async -> LoadResult {
   precondition(!clients.isEmpty && settings.concurrency > 0)
   let clock = ContinuousClock()
   let measureStart = clock.now + settings.warmup
   let end = measureStart + settings.duration
   let concurrency = settings.concurrency
+
+  let cpuTask = cpu.map { probe in
+    Task<CPUWindow, Never> {
+      try? await Task.sleep(until: measureStart, clock: clock)
+      let start = probe.snapshot()
+      try? await Task.sleep(until: end, clock: clock)
+      return probe.window(from: start, to: probe.snapshot())
+    }
+  }
 
   var total = WorkerResult()
   var drainTimedOut = false
@@ -182,7 +196,8 @@ func runLoad(name: String, call: @escaping BenchCall, clients: [BenchClient], se
   }
   return LoadResult(
     name: name, histogram: total.histogram, errors: total.errors, measured: settings.duration,
-    drainTimedOut: drainTimedOut, concurrency: concurrency, failedChecks: total.failedChecks)
+    drainTimedOut: drainTimedOut, concurrency: concurrency, failedChecks: total.failedChecks,
+    cpu: await cpuTask?.value)
 }
 
 /// `UNAVAILABLE`, `DEADLINE_EXCEEDED`, … for RPC errors; `check: …` for a failed check; the type

@@ -99,8 +99,10 @@ enum NotifyBench {
 
   /// Creates an administrator for owbench on a server it spawned (the demo administrator's
   /// password goes to the server's stdout, which owbench discards): `onewindow admin
-  /// create-user` on the server's data directory, while it runs (SQLite WAL; one small write).
-  static func provisionAdmin(executable: String, dataDirectory: URL) async throws {
+  /// create-user` on the server's data directory (and its `--database-url`, when it runs on
+  /// PostgreSQL), while it runs (SQLite WAL; one small write).
+  static func provisionAdmin(executable: String, server: SpawnedServer) async throws {
+    let dataDirectory = server.dataDirectory
     let username = "owbench-admin"
     let password = "Owb-" + String(UInt64.random(in: 0...UInt64.max), radix: 36) + "-7x"
     let log = dataDirectory.deletingLastPathComponent().appendingPathComponent("create-admin.log")
@@ -109,8 +111,7 @@ enum NotifyBench {
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = [
       "admin", "create-user", "--role", "admin", "--username", username, "--name", "owbench", "--password-stdin",
-      "--data-dir", dataDirectory.path,
-    ]
+    ] + server.databaseArguments
     let input = Pipe()
     process.standardInput = input
     process.standardOutput = FileHandle.nullDevice
@@ -141,6 +142,14 @@ enum NotifyBench {
   // MARK: Shared setup
 
   private static let adminSession = Mutex<Task<NotifySession, any Error>?>(nil)
+
+  /// Forgets what belongs to the previous server (its administrator session, the broadcast
+  /// accounts made there), before the scenarios are set up against another one.
+  static func forgetServer() {
+    adminSession.withLock { $0 = nil }
+    broadcastPool.withLock { $0 = nil }
+    configure { $0.adminProvisioned = false }
+  }
 
   /// The administrator who publishes; logged in once for every notify scenario.
   static func admin(_ client: BenchClient) async throws -> NotifySession {

@@ -28,6 +28,15 @@ struct Conditions: Codable, Sendable {
   var cpus: Int
   var owbenchBuild: String
   var note: String
+  /// The spawned server's database: "sqlite" (the embedded file) or "postgresql"; nil for a
+  /// server owbench did not start.
+  var database: String? = nil
+  /// PostgreSQL: the schema (`search_path=`) the spawned server created and used.
+  var postgresSchema: String? = nil
+  /// `--database-settings-note`, verbatim (PostgreSQL's fsync and synchronous_commit).
+  var databaseSettingsNote: String? = nil
+  /// What the CPU figures are, for readers of the JSON.
+  var cpuNote: String? = nil
 }
 
 struct RunReport: Codable, Sendable {
@@ -63,6 +72,16 @@ struct ScenarioReport: Codable, Sendable {
   var failedChecks: Int
   /// Figures measured beside the calls (notify scenarios: publish → arrival); nil for most.
   var extra: ExtraFigures?
+  /// The server process's CPU time (user + system) over the measured period; nil when its pid
+  /// is unknown or /proc unreadable.
+  var serverCPUSeconds: Double?
+  /// serverCPUSeconds per call completed in the period (µs).
+  var serverCPUMicrosPerCall: Double?
+  /// PostgreSQL runs: the CPU time of every `postgres` process on this machine over the period.
+  var postgresCPUSeconds: Double?
+  var postgresCPUMicrosPerCall: Double?
+  /// Server + PostgreSQL backends, per call (µs).
+  var totalCPUMicrosPerCall: Double?
 
   init(_ result: LoadResult, pingQPS: Double?) {
     scenario = result.name
@@ -87,6 +106,15 @@ struct ScenarioReport: Codable, Sendable {
     ratioToPing = pingQPS.flatMap { $0 > 0 ? result.qps / $0 : nil }
     drainTimedOut = result.drainTimedOut
     failedChecks = result.failedChecks
+    let calls = Double(result.calls)
+    func perCall(_ seconds: Double?) -> Double? { seconds.flatMap { calls > 0 ? $0 * 1e6 / calls : nil } }
+    serverCPUSeconds = result.cpu?.serverSeconds
+    serverCPUMicrosPerCall = perCall(serverCPUSeconds)
+    postgresCPUSeconds = result.cpu?.postgresSeconds
+    postgresCPUMicrosPerCall = perCall(postgresCPUSeconds)
+    if let server = serverCPUSeconds, let postgres = postgresCPUSeconds {
+      totalCPUMicrosPerCall = perCall(server + postgres)
+    }
   }
 }
 
@@ -101,6 +129,9 @@ struct SummaryRow: Codable, Sendable {
   var p99Ms: Double
   var ratioToPing: Double?
   var extra: ExtraFigures? = nil
+  var serverCPUMicrosPerCall: Double? = nil
+  var postgresCPUMicrosPerCall: Double? = nil
+  var totalCPUMicrosPerCall: Double? = nil
 
   /// Median of each figure across runs (each taken separately).
   static func medians(of runs: [RunReport]) -> [SummaryRow] {
@@ -110,6 +141,7 @@ struct SummaryRow: Codable, Sendable {
       let ratios = rows.compactMap(\.ratioToPing)
       let itemRates = rows.compactMap(\.itemsPerSecond)
       let callTimeRates = rows.compactMap(\.itemsPerSecondByCallTime)
+      func medianOrNil(_ values: [Double]) -> Double? { values.isEmpty ? nil : median(values) }
       return SummaryRow(
         scenario: row.scenario,
         concurrency: row.concurrency,
@@ -120,7 +152,10 @@ struct SummaryRow: Codable, Sendable {
         p50Ms: median(rows.map(\.p50Ms)),
         p99Ms: median(rows.map(\.p99Ms)),
         ratioToPing: ratios.isEmpty ? nil : median(ratios),
-        extra: ExtraFigures.medians(rows.compactMap(\.extra)))
+        extra: ExtraFigures.medians(rows.compactMap(\.extra)),
+        serverCPUMicrosPerCall: medianOrNil(rows.compactMap(\.serverCPUMicrosPerCall)),
+        postgresCPUMicrosPerCall: medianOrNil(rows.compactMap(\.postgresCPUMicrosPerCall)),
+        totalCPUMicrosPerCall: medianOrNil(rows.compactMap(\.totalCPUMicrosPerCall)))
     }
   }
 }
@@ -203,11 +238,14 @@ enum Targets {
 enum TextReport {
   static func runTable(_ run: RunReport, of runs: Int) -> String {
     var out = runs > 1 ? "Run \(run.run) of \(runs)\n" : ""
+    let pg = run.scenarios.contains { $0.postgresCPUMicrosPerCall != nil }
     out += table(
-      headers: ["scenario", "conc", "calls", "errors", "QPS", "items/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "× ping"],
+      headers: ["scenario", "conc", "calls", "errors", "QPS", "items/s"] + cpuHeaders(postgres: pg)
+        + ["p50 ms", "p90 ms", "p99 ms", "max ms", "× ping"],
       rows: run.scenarios.map { r in
-        [r.scenario, "\(r.concurrency)", "\(r.calls)", "\(r.errors)", fixed(r.qps, 1), itemRate(r.itemsPerSecond, r.items),
-         fixed(r.p50Ms, 2), fixed(r.p90Ms, 2), fixed(r.p99Ms, 2), fixed(r.maxMs, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
+        [r.scenario, "\(r.concurrency)", "\(r.calls)", "\(r.errors)", fixed(r.qps, 1), itemRate(r.itemsPerSecond, r.items)]
+          + cpuCells(r.serverCPUMicrosPerCall, r.postgresCPUMicrosPerCall, r.totalCPUMicrosPerCall, postgres: pg)
+          + [fixed(r.p50Ms, 2), fixed(r.p90Ms, 2), fixed(r.p99Ms, 2), fixed(r.maxMs, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
       })
     for r in run.scenarios {
       if let items = r.items { out += perCall(r.scenario, items, p50Ms: r.p50Ms, byCallTime: r.itemsPerSecondByCallTime) }
@@ -230,17 +268,29 @@ enum TextReport {
   }
 
   static func summaryTable(_ rows: [SummaryRow], runs: Int) -> String {
+    let pg = rows.contains { $0.postgresCPUMicrosPerCall != nil }
     var out = "Median of \(runs) runs\n" + table(
-      headers: ["scenario", "conc", "QPS", "items/s", "p50 ms", "p99 ms", "× ping"],
+      headers: ["scenario", "conc", "QPS", "items/s"] + cpuHeaders(postgres: pg) + ["p50 ms", "p99 ms", "× ping"],
       rows: rows.map { r in
-        [r.scenario, "\(r.concurrency)", fixed(r.qps, 1), itemRate(r.itemsPerSecond, r.items), fixed(r.p50Ms, 2),
-         fixed(r.p99Ms, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
+        [r.scenario, "\(r.concurrency)", fixed(r.qps, 1), itemRate(r.itemsPerSecond, r.items)]
+          + cpuCells(r.serverCPUMicrosPerCall, r.postgresCPUMicrosPerCall, r.totalCPUMicrosPerCall, postgres: pg)
+          + [fixed(r.p50Ms, 2), fixed(r.p99Ms, 2), r.ratioToPing.map { fixed($0, 2) } ?? "–"]
       })
     for r in rows {
       if let items = r.items { out += perCall(r.scenario, items, p50Ms: r.p50Ms, byCallTime: r.itemsPerSecondByCallTime) }
     }
     for r in rows { if let e = r.extra { out += extra(r.scenario, e, medians: true) } }
     return out
+  }
+
+  /// CPU µs per call: the server's, and with PostgreSQL its processes' and the sum.
+  static func cpuHeaders(postgres: Bool) -> [String] {
+    postgres ? ["srv CPU µs/op", "pg CPU µs/op", "srv+pg µs/op"] : ["srv CPU µs/op"]
+  }
+
+  static func cpuCells(_ server: Double?, _ postgres: Double?, _ total: Double?, postgres withPostgres: Bool) -> [String] {
+    func show(_ v: Double?) -> String { v.map { fixed($0, $0 < 100 ? 1 : 0) } ?? "–" }
+    return withPostgres ? [show(server), show(postgres), show(total)] : [show(server)]
   }
 
   /// "24500 mutations", or "–" for scenarios whose unit is the call.
@@ -295,8 +345,16 @@ enum TextReport {
       \(c.runs) run\(c.runs == 1 ? "" : "s"), server \(server), \(c.cpus) CPUs shared with the load generator, \
       \(c.gzip ? "gzip on (requests and responses compressed)" : "no compression"); \
       \(c.note) (this owbench is a \(c.owbenchBuild) build).
-
+      \(c.cpuNote.map { "CPU µs/op: \($0)\n" } ?? "")\(database(c))
       """
+  }
+
+  /// "database: …" and the settings note, or nothing for a server owbench did not start.
+  static func database(_ c: Conditions) -> String {
+    guard let database = c.database else { return "" }
+    var out = "database: " + (database == "postgresql" ? "PostgreSQL (schema \(c.postgresSchema ?? "?"))" : "embedded SQLite")
+    if let note = c.databaseSettingsNote { out += "; PostgreSQL settings: \(note)" }
+    return out + "\n"
   }
 
   /// Left-aligned first column, right-aligned others.
@@ -310,6 +368,73 @@ enum TextReport {
       }.joined(separator: "  ")
     }
     return ([line(headers)] + rows.map(line)).joined(separator: "\n") + "\n"
+  }
+}
+
+// MARK: PostgreSQL against SQLite (--database-url)
+
+/// Both reports of a `--database-url` invocation and their comparison (the --json output then).
+struct DatabaseComparisonReport: Codable, Sendable {
+  var sqlite: BenchReport
+  var postgresql: BenchReport
+  /// Per scenario, median figures over the runs of each.
+  var comparison: [ComparisonRow]
+  /// `--database-settings-note`, verbatim.
+  var databaseSettingsNote: String?
+
+  init(sqlite: BenchReport, postgresql: BenchReport, databaseSettingsNote: String?) {
+    self.sqlite = sqlite
+    self.postgresql = postgresql
+    self.databaseSettingsNote = databaseSettingsNote
+    let sqliteRows = sqlite.summary ?? SummaryRow.medians(of: sqlite.runs)
+    let postgresRows = postgresql.summary ?? SummaryRow.medians(of: postgresql.runs)
+    comparison = postgresRows.map { pg in
+      let lite = sqliteRows.first { $0.scenario == pg.scenario }
+      return ComparisonRow(
+        scenario: pg.scenario, postgresQPS: pg.qps, sqliteQPS: lite?.qps,
+        postgresToSQLite: lite.flatMap { $0.qps > 0 ? pg.qps / $0.qps : nil },
+        postgresRatioToPing: pg.ratioToPing, sqliteRatioToPing: lite?.ratioToPing,
+        sqliteServerCPUMicrosPerCall: lite?.serverCPUMicrosPerCall,
+        postgresServerCPUMicrosPerCall: pg.serverCPUMicrosPerCall,
+        postgresBackendsCPUMicrosPerCall: pg.postgresCPUMicrosPerCall,
+        postgresTotalCPUMicrosPerCall: pg.totalCPUMicrosPerCall)
+    }
+  }
+}
+
+struct ComparisonRow: Codable, Sendable {
+  var scenario: String
+  var postgresQPS: Double
+  var sqliteQPS: Double?
+  /// postgresQPS / sqliteQPS.
+  var postgresToSQLite: Double?
+  /// Each one's QPS over ping's in its own runs.
+  var postgresRatioToPing: Double?
+  var sqliteRatioToPing: Double?
+  var sqliteServerCPUMicrosPerCall: Double?
+  var postgresServerCPUMicrosPerCall: Double?
+  /// Every `postgres` process on this machine.
+  var postgresBackendsCPUMicrosPerCall: Double?
+  /// Server + PostgreSQL backends.
+  var postgresTotalCPUMicrosPerCall: Double?
+}
+
+extension TextReport {
+  static func comparison(_ report: DatabaseComparisonReport) -> String {
+    let runs = report.postgresql.runs.count
+    var out = "PostgreSQL against SQLite (\(runs > 1 ? "medians of \(runs) runs each" : "one run each"); CPU in µs per call)\n"
+    out += "PostgreSQL settings: \(report.databaseSettingsNote ?? "not stated (--database-settings-note)")\n"
+    func show(_ v: Double?, _ decimals: Int = 2) -> String { v.map { fixed($0, decimals) } ?? "–" }
+    func cpu(_ v: Double?) -> String { v.map { fixed($0, $0 < 100 ? 1 : 0) } ?? "–" }
+    out += table(
+      headers: ["scenario", "PG QPS", "SQLite QPS", "PG/SQLite", "PG × ping", "SQLite × ping",
+                "SQLite srv µs", "PG srv µs", "PG backends µs", "PG srv+pg µs"],
+      rows: report.comparison.map { r in
+        [r.scenario, fixed(r.postgresQPS, 1), show(r.sqliteQPS, 1), show(r.postgresToSQLite), show(r.postgresRatioToPing),
+         show(r.sqliteRatioToPing), cpu(r.sqliteServerCPUMicrosPerCall), cpu(r.postgresServerCPUMicrosPerCall),
+         cpu(r.postgresBackendsCPUMicrosPerCall), cpu(r.postgresTotalCPUMicrosPerCall)]
+      })
+    return out
   }
 }
 

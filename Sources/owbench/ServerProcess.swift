@@ -14,12 +14,21 @@ import Darwin
 /// A `onewindow serve` process that owbench started itself (`--spawn`): a free loopback port, a
 /// fresh temporary data directory with the demo catalog, stdout (demo passwords) discarded and
 /// stderr kept in a log file for diagnostics. Its HTTP listener (/healthz, /metrics) gets
-/// `--http-port 0`; the bound port is read from the "serving" line of that log.
+/// `--http-port 0`; the bound port is read from the "serving" line of that log. With a
+/// `databaseURL` it uses that PostgreSQL database instead of the embedded SQLite file (the keys
+/// stay in the data directory).
 final class SpawnedServer: Sendable {
   let process: Process
   let port: Int
   let dataDirectory: URL
   let logFile: URL
+  /// `--database-url` given to the server, and to every command run on its database.
+  let databaseURL: String?
+
+  /// The options that select the server's database, for `onewindow` commands run beside it.
+  var databaseArguments: [String] {
+    ["--data-dir", dataDirectory.path] + (databaseURL.map { ["--database-url", $0] } ?? [])
+  }
   private let boundHTTPPort = Atomic<Int>(0)
 
   var pid: Int32 { process.processIdentifier }
@@ -27,16 +36,19 @@ final class SpawnedServer: Sendable {
   /// The HTTP listener's port; known once `start` returned.
   var httpPort: Int { boundHTTPPort.load(ordering: .relaxed) }
 
-  private init(process: Process, port: Int, dataDirectory: URL, logFile: URL) {
+  private init(process: Process, port: Int, dataDirectory: URL, logFile: URL, databaseURL: String?) {
     self.process = process
     self.port = port
     self.dataDirectory = dataDirectory
     self.logFile = logFile
+    self.databaseURL = databaseURL
   }
 
   /// Starts the server and waits (at most `readyTimeout`) until health Check answers SERVING and
   /// the log names the HTTP port.
-  static func start(executable: String, readyTimeout: Duration = .seconds(30)) async throws -> SpawnedServer {
+  static func start(
+    executable: String, databaseURL: String? = nil, readyTimeout: Duration = .seconds(60)
+  ) async throws -> SpawnedServer {
     guard FileManager.default.isExecutableFile(atPath: executable) else {
       throw BenchError("--spawn: '\(executable)' is not an executable file")
     }
@@ -54,14 +66,15 @@ final class SpawnedServer: Sendable {
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = [
       "serve", "--host", "127.0.0.1", "--port", "\(port)", "--http-port", "0", "--data-dir", dataDirectory.path, "--demo",
-    ]
+    ] + (databaseURL.map { ["--database-url", $0] } ?? [])
     process.standardInput = FileHandle.nullDevice
     process.standardOutput = FileHandle.nullDevice  // the demo account passwords
     process.standardError = try FileHandle(forWritingTo: logFile)
     try process.run()
     // The child has its own process group, so a Ctrl-C on owbench would not reach it.
     terminateOnSignal(pid: process.processIdentifier)
-    let server = SpawnedServer(process: process, port: port, dataDirectory: dataDirectory, logFile: logFile)
+    let server = SpawnedServer(
+      process: process, port: port, dataDirectory: dataDirectory, logFile: logFile, databaseURL: databaseURL)
 
     do {
       try await server.waitUntilServing(timeout: readyTimeout)
@@ -201,7 +214,7 @@ enum ProcStatus {
   }
 
   /// procfs files report size 0, so read until EOF instead of trusting stat.
-  private static func readProcFile(_ path: String) -> String? {
+  static func readProcFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY)
     guard fd >= 0 else { return nil }
     defer { close(fd) }

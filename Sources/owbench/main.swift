@@ -27,6 +27,19 @@ struct OWBench: AsyncParsableCommand {
       arrive). notify-broadcast-1k / -10k (and notify-broadcast with --subscribers) open that many live streams \
       over --notify-accounts accounts, then publish one topic message every 500 ms (a call is a round; its \
       latency is publish → the last stream; every stream must get each message exactly once).
+
+      CPU: for every scenario owbench reads the server's CPU time (user + system, /proc/PID/stat) at the \
+      start and the end of the measured period and reports CPU µs per call (srv CPU µs/op; with --server-pid or \
+      --spawn, Linux). The load generator's own CPU is not in it.
+
+      PostgreSQL: with --spawn and --database-url, owbench runs the whole scenario list (all --runs) twice: \
+      first against a spawned server on its embedded SQLite, then against a second one on PostgreSQL, in a new \
+      schema owbench_<random> of that database (search_path= is added to the URL; the server creates and \
+      migrates the schema; owbench leaves it behind, drop it with DROP SCHEMA … CASCADE). It prints both \
+      reports and a comparison: QPS of each, their ratio, each one's ratio to its own ping, and CPU µs per call. \
+      In the PostgreSQL run the CPU of every process named postgres on this machine (backends, WAL writer, \
+      checkpointer, …) is added as pg CPU µs/op, so use a cluster on this machine that nothing else loads. \
+      State its durability settings with --database-settings-note, e.g. "fsync=on, synchronous_commit=on".
       """)
 
   @Option(help: "Server address host:port. [env: OWBENCH_SERVER] (default: 127.0.0.1:50051)")
@@ -86,6 +99,19 @@ struct OWBench: AsyncParsableCommand {
   @Option(help: "pay: cases the setup submits before measuring (each is paid once; the runs stop with an error when they run out).")
   var payCases = 8000
 
+  @Option(help: "With --spawn: also run every scenario against a second spawned server on this PostgreSQL database (postgres://user:password@host:port/database?sslmode=…), in a new schema owbench_<random>, and compare. [env: OWBENCH_DATABASE_URL]")
+  var databaseURL: String?
+
+  @Option(help: "With --database-url: the PostgreSQL settings the figures were measured with, printed verbatim beside them; state fsync and synchronous_commit (e.g. \"fsync=on, synchronous_commit=on\").")
+  var databaseSettingsNote: String?
+
+  /// `--database-url`, else OWBENCH_DATABASE_URL (when not empty).
+  var resolvedDatabaseURL: String? {
+    if let databaseURL { return databaseURL }
+    guard let value = ProcessInfo.processInfo.environment["OWBENCH_DATABASE_URL"], !value.isEmpty else { return nil }
+    return value
+  }
+
   func validate() throws {
     guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
     guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
@@ -101,6 +127,23 @@ struct OWBench: AsyncParsableCommand {
     _ = try selectedScenarios()
     if spawn != nil, server != nil || serverPid != nil {
       throw ValidationError("--spawn starts its own server: don't combine it with --server or --server-pid")
+    }
+    if let url = resolvedDatabaseURL {
+      let source = databaseURL != nil ? "--database-url" : "OWBENCH_DATABASE_URL"
+      guard spawn != nil else {
+        throw ValidationError(
+          "\(source) needs --spawn: owbench compares PostgreSQL with SQLite on servers it starts itself "
+            + "(to benchmark a running server on PostgreSQL, use --server and --server-pid without \(source))")
+      }
+      guard url.hasPrefix("postgres://") || url.hasPrefix("postgresql://") else {
+        throw ValidationError("\(source) must be a postgres:// URL")
+      }
+      let query = URLComponents(string: url)?.queryItems ?? []
+      guard !query.contains(where: { $0.name == "search_path" || $0.name == "schema" }) else {
+        throw ValidationError("\(source): leave out search_path=; owbench uses a new schema owbench_<random> each time")
+      }
+    } else if databaseSettingsNote != nil {
+      throw ValidationError("--database-settings-note describes the --database-url database: give --database-url too")
     }
   }
 
@@ -125,10 +168,41 @@ struct OWBench: AsyncParsableCommand {
       runs: runs, scenarios: try selectedScenarios(), gzip: gzip,
       concurrencyOverrides: NotifyBench.concurrencyOverrides.merging([Scenarios.syncPull.name: syncPullConcurrency]) { $1 })
 
+    guard let url = resolvedDatabaseURL, spawn != nil else {
+      let report = try await benchOnce(settings, database: nil)
+      try printReport(report)
+      try exitIfFailed([report])
+      return
+    }
+    // --database-url: the same scenarios on SQLite, then on PostgreSQL.
+    progress("SQLite: the embedded database")
+    let sqlite = try await benchOnce(settings, database: nil)
+    let schema = "owbench_" + String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    let separator = url.hasSuffix("?") || url.hasSuffix("&") ? "" : url.contains("?") ? "&" : "?"
+    let schemaURL = url + separator + "search_path=" + schema
+    progress("PostgreSQL: schema \(schema) (owbench leaves it behind: DROP SCHEMA \(schema) CASCADE)")
+    NotifyBench.forgetServer()
+    let postgres = try await benchOnce(
+      settings, database: SpawnDatabase(url: schemaURL, schema: schema, settingsNote: databaseSettingsNote))
+    let both = DatabaseComparisonReport(sqlite: sqlite, postgresql: postgres, databaseSettingsNote: databaseSettingsNote)
+    if json {
+      print(try encodeJSON(both))
+    } else {
+      var out = "=== SQLite (embedded) ===\n\n" + textReport(sqlite)
+      out += "\n=== PostgreSQL (schema \(schema)) ===\n\n" + textReport(postgres)
+      out += "\n" + TextReport.comparison(both)
+      print(out, terminator: "")
+    }
+    try exitIfFailed([sqlite, postgres])
+  }
+
+  /// Starts the server when --spawn (on `database`, or its embedded SQLite), runs the scenarios
+  /// against it and stops it.
+  private func benchOnce(_ settings: BenchSettings, database: SpawnDatabase?) async throws -> BenchReport {
     var spawned: SpawnedServer?
     if let spawn {
-      progress("starting \(spawn) …")
-      spawned = try await SpawnedServer.start(executable: spawn)
+      progress("starting \(spawn)\(database == nil ? "" : " on PostgreSQL") …")
+      spawned = try await SpawnedServer.start(executable: spawn, databaseURL: database?.url)
     }
     let address = spawned?.address ?? server ?? ProcessInfo.processInfo.environment["OWBENCH_SERVER"] ?? "127.0.0.1:50051"
     let pid = spawned?.pid ?? serverPid
@@ -144,42 +218,69 @@ struct OWBench: AsyncParsableCommand {
     }
     if let spawn, let spawned, NotifyBench.uses(settings.scenarios) {
       do {
-        try await NotifyBench.provisionAdmin(executable: spawn, dataDirectory: spawned.dataDirectory)
+        try await NotifyBench.provisionAdmin(executable: spawn, server: spawned)
       } catch {
         await spawned.stop()
         throw error
       }
     }
 
-    let report: BenchReport
+    var report: BenchReport
     do {
-      report = try await Bench(settings: settings, address: address, pid: pid, spawned: spawned != nil).run()
+      report = try await Bench(
+        settings: settings, address: address, pid: pid, spawned: spawned != nil, measurePostgres: database != nil
+      ).run()
     } catch {
       await spawned?.stop()
       throw error
     }
     await spawned?.stop()
-
-    if json {
-      let encoder = JSONEncoder()
-      encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-      let data = try encoder.encode(report)
-      print(String(decoding: data, as: UTF8.self))
-    } else {
-      var out = ""
-      for run in report.runs { out += TextReport.runTable(run, of: report.runs.count) + "\n" }
-      if let summary = report.summary { out += TextReport.summaryTable(summary, runs: report.runs.count) + "\n" }
-      out += TextReport.memory(report.memory) + "\n"
-      out += TextReport.targets(report.targets, runs: report.runs.count) + "\n"
-      out += TextReport.conditions(report.conditions)
-      print(out, terminator: "")
+    if spawned != nil {
+      report.conditions.database = database == nil ? "sqlite" : "postgresql"
+      report.conditions.postgresSchema = database?.schema
+      report.conditions.databaseSettingsNote = database?.settingsNote
     }
-    let failed = report.runs.flatMap(\.scenarios).filter { $0.failedChecks > 0 }
+    return report
+  }
+
+  private func printReport(_ report: BenchReport) throws {
+    if json {
+      print(try encodeJSON(report))
+    } else {
+      print(textReport(report), terminator: "")
+    }
+  }
+
+  private func encodeJSON(_ value: some Encodable) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+  }
+
+  private func textReport(_ report: BenchReport) -> String {
+    var out = ""
+    for run in report.runs { out += TextReport.runTable(run, of: report.runs.count) + "\n" }
+    if let summary = report.summary { out += TextReport.summaryTable(summary, runs: report.runs.count) + "\n" }
+    out += TextReport.memory(report.memory) + "\n"
+    out += TextReport.targets(report.targets, runs: report.runs.count) + "\n"
+    out += TextReport.conditions(report.conditions)
+    return out
+  }
+
+  private func exitIfFailed(_ reports: [BenchReport]) throws {
+    let failed = reports.flatMap(\.runs).flatMap(\.scenarios).filter { $0.failedChecks > 0 }
     if !failed.isEmpty {
       progress("FAILED: checks failed in \(Set(failed.map(\.scenario)).sorted().joined(separator: ", ")) (see the errors above)")
       throw ExitCode.failure
     }
   }
+}
+
+/// The PostgreSQL database a spawned server runs on (`--database-url` with owbench's schema).
+struct SpawnDatabase: Sendable {
+  var url: String
+  var schema: String
+  var settingsNote: String?
 }
 
 struct BenchSettings: Sendable {
@@ -211,6 +312,8 @@ struct Bench: Sendable {
   let address: String
   let pid: Int32?
   let spawned: Bool
+  /// Also measure the CPU of every `postgres` process (the server runs on PostgreSQL here).
+  var measurePostgres = false
 
   func run() async throws -> BenchReport {
     let options = try ConnectionOptions(server: address, gzip: settings.gzip)
@@ -252,7 +355,10 @@ struct Bench: Sendable {
         runs: settings.runs, scenarios: settings.scenarios.map(\.name),
         concurrencyOverrides: settings.activeOverrides.filter { $0.value != settings.concurrency }, gzip: settings.gzip,
         cpus: ProcessInfo.processInfo.activeProcessorCount, owbenchBuild: owbenchBuild,
-        note: "build owbench and the server with -c release"),
+        note: "build owbench and the server with -c release",
+        cpuNote: pid == nil ? nil : (measurePostgres
+          ? "CPU time (user + system) of the server (srv) and of every postgres process on this machine (pg) over the measured period, per call completed in it"
+          : "CPU time (user + system) of the server over the measured period, per call completed in it")),
       runs: runs, summary: summary, memory: memory,
       targets: Targets.check(rows, memory: memory, concurrency: settings.concurrency))
   }
@@ -271,6 +377,13 @@ struct Bench: Sendable {
       }
     }
 
+    let cpu = CPUProbe(serverPID: pid, postgres: measurePostgres)
+    if let pid, ProcCPU.times(pid: pid) == nil {
+      progress("warning: cannot read /proc/\(pid)/stat; server CPU will not be reported")
+    }
+    if measurePostgres, ProcCPU.postgresPIDs().isEmpty {
+      progress("warning: no postgres processes in /proc (PostgreSQL on another machine or in a container?); its CPU will not be reported")
+    }
     var runs: [RunReport] = []
     for index in 1...settings.runs {
       let sampler = pid.map { RSSSampler(pid: $0) }
@@ -287,14 +400,17 @@ struct Bench: Sendable {
           for (_, ready) in prepared { await ready.teardown() }
           throw BenchError("\(label): \(error)")
         }
-        var result = await runLoad(name: name, call: scenario.call, clients: clients, settings: load)
+        var result = await runLoad(name: name, call: scenario.call, clients: clients, settings: load, cpu: cpu)
         result.items = scenario.items
         if let extra = await hooks?.afterRun() {
           result.failedChecks += extra.failedChecks
           extras[name] = extra
         }
         let rate = result.items.map { ", \(fixed(result.qps * Double($0.perCall), 0)) \($0.unit)/s" } ?? ""
-        progress("\(label): \(fixed(result.qps, 1)) QPS\(rate), \(result.errorCount) errors")
+        let calls = Double(result.calls)
+        let serverCPU = result.cpu?.serverSeconds.flatMap { calls > 0 ? ", server CPU \(fixed($0 * 1e6 / calls, 1)) µs/op" : nil } ?? ""
+        let postgresCPU = result.cpu?.postgresSeconds.flatMap { calls > 0 ? ", PostgreSQL \(fixed($0 * 1e6 / calls, 1)) µs/op" : nil } ?? ""
+        progress("\(label): \(fixed(result.qps, 1)) QPS\(rate)\(serverCPU)\(postgresCPU), \(result.errorCount) errors")
         results.append(result)
       }
       let peak = await sampler?.finish()

@@ -5,10 +5,11 @@ import OneWindowClientPosix
 import OneWindowCore
 @testable import OneWindowServer
 import Testing
+import OneWindowTestSupport
 
 @Suite struct AuthorizationE2ETests {
-  @Test func citizensCannotCallAdminRPCsAndAnonymousCallsNeedTokens() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func citizensCannotCallAdminRPCsAndAnonymousCallsNeedTokens(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let citizen = try await env.citizenSession()
       let auth = bearer(citizen.accessToken)
       await expectRPCError(.permissionDenied) { try await env.catalog.createItem(.with { $0.spec = itemSpec() }, metadata: auth) }

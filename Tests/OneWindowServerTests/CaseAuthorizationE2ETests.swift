@@ -5,6 +5,7 @@ import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import Testing
+import OneWindowTestSupport
 
 /// 9. Who may see and do what with a case, its materials, certificate and evaluation.
 @Suite struct CaseAuthorizationE2ETests {
@@ -39,8 +40,8 @@ import Testing
     }
   }
 
-  @Test func anotherCitizenGetsNotFoundForEverythingOfACase() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func anotherCitizenGetsNotFoundForEverythingOfACase(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let f = try await Self.fixture(env)
       let b = try await f.world.otherCitizen().accessToken
       let auth = bearer(b)
@@ -94,8 +95,8 @@ import Testing
     }
   }
 
-  @Test func aCaseworkerOfAnUnrelatedDepartmentGetsNotFound() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aCaseworkerOfAnUnrelatedDepartmentGetsNotFound(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let f = try await Self.fixture(env)
       let w = f.world
       let auth = bearer(w.d3)
@@ -122,8 +123,8 @@ import Testing
     }
   }
 
-  @Test func unauthenticatedCallsToNonPublicRPCsAreRefused() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func unauthenticatedCallsToNonPublicRPCsAreRefused(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let f = try await Self.fixture(env)
       let id = f.caseID
       await expectHidden(.unauthenticated, f) {
@@ -165,8 +166,8 @@ import Testing
     }
   }
 
-  @Test func theApplicantSeesWhichDepartmentsReadTheCaseButNotWho() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func theApplicantSeesWhichDepartmentsReadTheCaseButNotWho(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (c, materialID) = try await w.submitCase()
       _ = try await w.getCase(w.citizen, c.id)  // the applicant's own reads are not listed

@@ -5,6 +5,7 @@ import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import Testing
+import OneWindowTestSupport
 
 /// 5. Uploads (申办一袋): stored only when size, hash and type check out; nothing left otherwise.
 @Suite struct CaseMaterialsE2ETests {
@@ -17,8 +18,8 @@ import Testing
     #expect(try await env.count("materials") == 0, sourceLocation: sourceLocation)
   }
 
-  @Test func aWrongHashIsRefusedAndLeavesNothing() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aWrongHashIsRefusedAndLeavesNothing(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let bytes = pdfBytes("hash")
       let error = await expectRPCError(.invalidArgument) {
@@ -32,8 +33,8 @@ import Testing
     }
   }
 
-  @Test func anOversizedChunkIsRefused() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func anOversizedChunkIsRefused(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let bytes = pdfBytes("big") + [UInt8](repeating: 0x20, count: MaterialRules.maxChunkBytes + 1)
       let error = await expectRPCError(.invalidArgument) {
@@ -49,8 +50,8 @@ import Testing
     }
   }
 
-  @Test func aStreamEndingBeforeTheDeclaredSizeLeavesNothing() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aStreamEndingBeforeTheDeclaredSizeLeavesNothing(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let whole = pdfBytes("short") + [UInt8](repeating: 0x41, count: 1000)
       let sent = Array(whole.prefix(500))
@@ -67,8 +68,8 @@ import Testing
     }
   }
 
-  @Test func aClientCancellingMidUploadLeavesNothing() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aClientCancellingMidUploadLeavesNothing(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let whole = pdfBytes("cancel") + [UInt8](repeating: 0x42, count: 100_000)
       let (sent, sentContinuation) = AsyncStream<Void>.makeStream()
@@ -103,8 +104,8 @@ import Testing
     }
   }
 
-  @Test func contentThatIsNotTheDeclaredTypeIsRefused() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func contentThatIsNotTheDeclaredTypeIsRefused(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let png = pngMagic + Array("not really a picture".utf8)
       let error = await expectRPCError(.invalidArgument) { try await env.upload(token, png, fileName: "scan.pdf") }
@@ -120,8 +121,8 @@ import Testing
     }
   }
 
-  @Test func theSameBytesAreStoredOnce() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func theSameBytesAreStoredOnce(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let first = try await env.citizenSession().accessToken
       let second = try await env.citizenSession(phone: CaseWorld.otherPhone, idNumber: CaseWorld.otherIDNumber).accessToken
       let bytes = pdfBytes("dedup")

@@ -5,12 +5,13 @@ import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import Testing
+import OneWindowTestSupport
 
 /// Edge cases found in review: malformed paging, key reuse, correction materials, reopening,
 /// staff identities in the applicant's view, and parallel guessing of tracking queries.
 @Suite struct CaseReviewE2ETests {
-  @Test func anOutOfRangePageTokenIsInvalidNotACrash() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func anOutOfRangePageTokenIsInvalidNotACrash(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       _ = try await w.submitCase()
       for body in ["c:9223372036854775807|x", "c:-5|x", "c:12", "q:1"] {
@@ -23,8 +24,8 @@ import Testing
     }
   }
 
-  @Test func anIdempotencyKeyBelongsToOneDraft() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func anIdempotencyKeyBelongsToOneDraft(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let key = "reused-key-0001"
       _ = try await w.submitCase(key: key)
@@ -41,8 +42,8 @@ import Testing
     }
   }
 
-  @Test func suppliedMaterialsMustBeOnTheItemsList() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func suppliedMaterialsMustBeOnTheItemsList(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (submitted, _) = try await w.submitCase()
       try await w.act(w.d1, submitted.id, .requestCorrection, missingItems: ["营业执照副本"])
@@ -60,8 +61,8 @@ import Testing
     }
   }
 
-  @Test func reopeningRevokesTheCertificateAndReapprovalIssuesANewOne() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func reopeningRevokesTheCertificateAndReapprovalIssuesANewOne(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (submitted, _) = try await w.submitCase()
       let completed = try await w.complete(submitted.id)
@@ -80,8 +81,8 @@ import Testing
     }
   }
 
-  @Test func theApplicantSeesStaffByRoleAndDepartmentOnly() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func theApplicantSeesStaffByRoleAndDepartmentOnly(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (submitted, _) = try await w.submitCase()
       try await w.act(w.d1, submitted.id, .accept)
@@ -95,8 +96,8 @@ import Testing
     }
   }
 
-  @Test func parallelGuessesCannotOutrunTheTrackingBrake() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func parallelGuessesCannotOutrunTheTrackingBrake(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (submitted, _) = try await w.submitCase()
       let codes = try await withThrowingTaskGroup(of: RPCError.Code?.self) { group in
@@ -123,8 +124,8 @@ import Testing
     }
   }
 
-  @Test func concurrentSubmitsWithOneKeyMakeOneCase() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func concurrentSubmitsWithOneKeyMakeOneCase(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let material = try await env.upload(w.citizen, pdfBytes("race"))
       let draft = try await env.pushDraft(
@@ -144,8 +145,8 @@ import Testing
     }
   }
 
-  @Test func theDeemedAcceptanceJobAndACaseworkerRacingLeaveOneAcceptance() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func theDeemedAcceptanceJobAndACaseworkerRacingLeaveOneAcceptance(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       var w = try await CaseWorld.make(env, start: cst("2026-11-20T10:00:00+08:00"))
       let (submitted, _) = try await w.submitCase()
       env.setClock(cst("2026-11-30T09:00:00+08:00"))  // past the notice deadline (11-27)
@@ -163,8 +164,8 @@ import Testing
     }
   }
 
-  @Test func aCaseworkersAttachmentReachesTheApplicantButNotOthers() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aCaseworkersAttachmentReachesTheApplicantButNotOthers(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (submitted, _) = try await w.submitCase()
       let notice = try await env.upload(w.d1, pdfBytes("补正告知书"), fileName: "补正告知书.pdf")
@@ -189,8 +190,8 @@ import Testing
     }
   }
 
-  @Test func myCasesPageNewestFirst() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func myCasesPageNewestFirst(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       var submitted: [String] = []
       for i in 0..<5 {

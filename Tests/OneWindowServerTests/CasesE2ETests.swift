@@ -5,11 +5,12 @@ import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import Testing
+import OneWindowTestSupport
 
 @Suite struct CasesE2ETests {
   /// 1. A two-department licence from upload to delivered result, with the certificate it issues.
-  @Test func caseLifecycleAcrossTwoDepartmentsIssuesAVerifiableCertificate() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func caseLifecycleAcrossTwoDepartmentsIssuesAVerifiableCertificate(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let pdf = pdfBytes("licence")
       #expect(pdf.starts(with: Array("%PDF-".utf8)))
@@ -118,8 +119,8 @@ import Testing
   }
 
   /// 2. What the lifecycle table refuses, and the details some events require.
-  @Test func illegalTransitionsMissingReasonsAndStaleVersionsAreRefused() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func illegalTransitionsMissingReasonsAndStaleVersionsAreRefused(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (c, _) = try await w.submitCase()
       #expect(c.version == 2)
@@ -159,8 +160,8 @@ import Testing
   }
 
   /// 3. 行政许可法 第三十二条: no notice within 5 working days of receipt means accepted from receipt.
-  @Test func deemedAcceptanceAfterFiveWorkingDaysWithoutNotice() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func deemedAcceptanceAfterFiveWorkingDaysWithoutNotice(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       // Friday 2026-11-20: the notice is due by Friday 2026-11-27.
       var w = try await CaseWorld.make(env, start: cst("2026-11-20T10:00:00+08:00"))
       let (a, _) = try await w.submitCase(shopName: "甲店")
@@ -205,8 +206,8 @@ import Testing
   }
 
   /// 3b. The department's queue: earliest deadline first, paused cases last; the overdue filter.
-  @Test func queueSortsByDeadlineAndFiltersOverdue() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func queueSortsByDeadlineAndFiltersOverdue(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       // Monday 2026-11-02.
       var w = try await CaseWorld.make(env, start: cst("2026-11-02T09:00:00+08:00"))
       let (c, _) = try await w.submitCase(shopName: "丙店")
@@ -249,8 +250,8 @@ import Testing
   }
 
   /// 4. Two caseworkers of the same department accept the same case at once: exactly one wins.
-  @Test func concurrentAcceptsByTwoCaseworkersLetExactlyOneWin() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func concurrentAcceptsByTwoCaseworkersLetExactlyOneWin(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       for round in 0..<5 {
         let (c, _) = try await w.submitCase(shopName: "并发\(round)")
@@ -284,8 +285,8 @@ import Testing
   }
 
   /// 6. The public progress query (查询一单): timeline without personal data; uniform failures; a brake.
-  @Test func trackCaseShowsTheTimelineAndBrakesGuessing() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func trackCaseShowsTheTimelineAndBrakesGuessing(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (c, _) = try await w.submitCase()
       try await w.bringToSecondStep(c.id)
@@ -330,8 +331,8 @@ import Testing
   }
 
   /// 7. A tampered certificate fails verification; revocation shows; the audit chain detects edits.
-  @Test func tamperedCertificatesRevocationAndTheAuditChain() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func tamperedCertificatesRevocationAndTheAuditChain(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (c, _) = try await w.submitCase(shopName: "老王面馆")
       let completed = try await w.complete(c.id)
@@ -390,8 +391,8 @@ import Testing
   }
 
   /// 8. 好差评: one rating per finished case; a bad one opens rectification, response, appeal, review.
-  @Test func evaluationRectificationAppealAndStatistics() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func evaluationRectificationAppealAndStatistics(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let w = try await CaseWorld.make(env)
       let (bad, _) = try await w.submitCase(shopName: "差评店")
       let (good, _) = try await w.submitCase(shopName: "好评店")

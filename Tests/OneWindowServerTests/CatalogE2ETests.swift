@@ -5,6 +5,7 @@ import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import Testing
+import OneWindowTestSupport
 
 func itemSpec(code: String = "SF-E2E-0001", name: String = "居民身份证换领") -> Onewindow_V1_ServiceItemSpec {
   .with {
@@ -27,8 +28,8 @@ func itemSpec(code: String = "SF-E2E-0001", name: String = "居民身份证换�
 }
 
 @Suite struct CatalogE2ETests {
-  @Test func adminPublishesAndCitizensFindByThreeCharacterSubstring() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func adminPublishesAndCitizensFindByThreeCharacterSubstring(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let admin = try await env.adminSession()
       let auth = bearer(admin.accessToken)
       _ = try await env.catalog.upsertDepartment(.with { $0.department = .with { $0.code = "gongan"; $0.name = "市公安局" } }, metadata: auth)
@@ -80,8 +81,8 @@ func itemSpec(code: String = "SF-E2E-0001", name: String = "居民身份证换�
     }
   }
 
-  @Test func demoCatalogLoadsListsFiltersAndPages() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func demoCatalogLoadsListsFiltersAndPages(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let seeded = try await DemoData.seed(into: env.store)
       #expect(seeded.itemsCreated >= 50)
       #expect(seeded.departments >= 8)

@@ -5,6 +5,7 @@ import OneWindowAPI
 import OneWindowClientPosix
 import OneWindowCore
 import Testing
+import OneWindowTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -15,17 +16,24 @@ import Glibc
 /// The HTTP listener gets `--http-port 0` (parallel tests never collide); its port is read from
 /// the server's "serving" log line, which goes to a log file kept beside the data directory.
 final class ServerProcess: @unchecked Sendable {
-  let dataDirectory: String
+  /// The database (and data directory) every start of this server uses.
+  let database: TestDatabase
+  var dataDirectory: String { database.directory }
   let port: Int
   /// The HTTP listener's port of the current run (a new one after each `start()`).
   private(set) var httpPort = 0
   private var process: Process?
   private var logFile: String?
 
-  init(dataDirectory: String? = nil) throws {
-    self.dataDirectory = dataDirectory
-      ?? FileManager.default.temporaryDirectory.appendingPathComponent("ow-crash-\(UUID().uuidString)").path
+  init(database: TestDatabase) throws {
+    self.database = database
     port = try Self.freePort()
+  }
+
+  /// A server on a fresh database of `engine`.
+  static func make(_ engine: TestEngine = .sqlite) async throws -> ServerProcess {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-crash-\(UUID().uuidString)").path
+    return try ServerProcess(database: try await TestDatabase.create(engine, directory: dir))
   }
 
   deinit {
@@ -58,14 +66,15 @@ final class ServerProcess: @unchecked Sendable {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = [
-      "serve", "--port", "\(port)", "--http-port", "0", "--data-dir", dataDirectory, "--log-level", "notice",
-    ] + extraArguments
+      "serve", "--port", "\(port)", "--http-port", "0", "--log-level", "notice",
+    ] + database.commandLineArguments + extraArguments
     process.standardOutput = FileHandle.nullDevice
     process.standardError = logHandle
     try process.run()
     try logHandle.close()
     self.process = process
-    let deadline = ContinuousClock.now + .seconds(30)
+    // Generous: on a loaded 2-core machine a start (with migrations) can take many seconds.
+    let deadline = ContinuousClock.now + .seconds(90)
     while ContinuousClock.now < deadline {
       if httpPort == 0, let parsed = Self.httpPort(inLog: log) { httpPort = parsed }
       if httpPort != 0,
@@ -76,7 +85,7 @@ final class ServerProcess: @unchecked Sendable {
       try await Task.sleep(for: .milliseconds(100))
     }
     let tail = (try? String(contentsOfFile: log, encoding: .utf8)).map { String($0.suffix(2000)) } ?? ""
-    throw RPCError(code: .unavailable, message: "onewindow did not start serving within 30 s; its log ends:\n\(tail)")
+    throw RPCError(code: .unavailable, message: "onewindow did not start serving within 90 s; its log ends:\n\(tail)")
   }
 
   /// The port in the `http-address=HOST:PORT` field of the "serving" log line, once written.
@@ -106,7 +115,8 @@ final class ServerProcess: @unchecked Sendable {
     guard let binary = Self.binary else { throw RPCError(code: .failedPrecondition, message: "onewindow binary not found") }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = ["admin", "create-user", "--data-dir", dataDirectory, "--role", "admin", "--username", username, "--password-stdin"]
+    process.arguments = ["admin", "create-user", "--role", "admin", "--username", username, "--password-stdin"]
+      + database.commandLineArguments
     let input = Pipe()
     process.standardInput = input
     process.standardOutput = FileHandle.nullDevice
@@ -135,8 +145,8 @@ final class ServerProcess: @unchecked Sendable {
 @Suite(.serialized) struct CrashRecoveryE2ETests {
   /// T11: the server is killed while a push is in flight. The device cannot know whether the
   /// push committed; it retries the same mutations after the restart and each applies once.
-  @Test func aPushInterruptedByAServerCrashAppliesExactlyOnceAfterRetry() async throws {
-    let server = try ServerProcess()
+  @Test(arguments: TestEngine.enabled) func aPushInterruptedByAServerCrashAppliesExactlyOnceAfterRetry(engine: TestEngine) async throws {
+    let server = try await ServerProcess.make(engine)
     try await server.start()
     let options = ConnectionOptions(host: "127.0.0.1", port: server.port)
     let phone = "13900000077"

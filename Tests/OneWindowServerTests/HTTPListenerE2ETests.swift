@@ -207,7 +207,7 @@ private let testRoutes: [HTTPRoute] = [
   /// The real binary: `--http-port 0`, the port read from its log, and a SIGTERM that stops both
   /// listeners cleanly (exit status 0).
   @Test func theServeCommandServesHTTPAndStopsCleanlyOnSIGTERM() async throws {
-    let server = try ServerProcess()
+    let server = try await ServerProcess.make()
     try await server.start()
     #expect(server.httpPort > 0)
     let health = try await httpRequest(port: server.httpPort, "/healthz")

@@ -6,10 +6,11 @@ import OneWindowCore
 import OneWindowServer
 import Synchronization
 import Testing
+import OneWindowTestSupport
 
 @Suite struct IdentityE2ETests {
-  @Test func codeLoginWhoAmIRefreshAndReuseRevokesTheFamily() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func codeLoginWhoAmIRefreshAndReuseRevokesTheFamily(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let phone = "13900000001"
       let account = try await env.identity.registerCitizen(.with {
         $0.name = "王五"; $0.phone = phone; $0.idNumber = "11010519491231002X"
@@ -49,8 +50,8 @@ import Testing
     }
   }
 
-  @Test func fiveWrongCodesBurnTheCode() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func fiveWrongCodesBurnTheCode(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let phone = "13900000002"
       _ = try await env.identity.registerCitizen(.with { $0.name = "赵六"; $0.phone = phone; $0.idNumber = "440524198001010013" })
       _ = try await env.identity.requestLoginCode(.with { $0.phone = phone })
@@ -74,8 +75,8 @@ import Testing
     }
   }
 
-  @Test func codesExpireAfterFiveMinutesAndUnknownPhonesLookTheSame() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func codesExpireAfterFiveMinutesAndUnknownPhonesLookTheSame(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let phone = "13900000003"
       _ = try await env.identity.registerCitizen(.with { $0.name = "孙七"; $0.phone = phone; $0.idNumber = "11010519491231002X" })
       _ = try await env.identity.requestLoginCode(.with { $0.phone = phone })
@@ -90,8 +91,8 @@ import Testing
     }
   }
 
-  @Test func passwordLockoutAfterFiveFailures() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func passwordLockoutAfterFiveFailures(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       _ = try await env.citizenSession()
       for _ in 0..<4 {
         await expectRPCError(.unauthenticated) {
@@ -114,8 +115,8 @@ import Testing
     }
   }
 
-  @Test func accessTokensExpireAndLogoutRevokes() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func accessTokensExpireAndLogoutRevokes(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let session = try await env.citizenSession()
       env.clock.advance(by: 15 * 60 + 1)
       await expectRPCError(.unauthenticated) { try await env.identity.whoAmI(.init(), metadata: bearer(session.accessToken)) }
@@ -127,8 +128,8 @@ import Testing
     }
   }
 
-  @Test func changePasswordRevokesOtherSessions() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func changePasswordRevokesOtherSessions(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let first = try await env.citizenSession()
       let second = try await env.identity.loginWithPassword(.with { $0.login = "13900000001"; $0.password = "Citizen-pass-1" })
       await expectRPCError(.permissionDenied) {
@@ -142,8 +143,8 @@ import Testing
     }
   }
 
-  @Test func enterprisesStaffAndRegistryVerification() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func enterprisesStaffAndRegistryVerification(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let citizen = try await env.citizenSession()
       let enterprise = try await env.identity.registerEnterprise(
         .with { $0.name = "示范市测试科技有限公司"; $0.creditCode = "91350100M000100Y43"; $0.password = "Company-pass-1" },
@@ -189,8 +190,8 @@ import Testing
     }
   }
 
-  @Test func duplicateRegistrationIsAlreadyExists() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func duplicateRegistrationIsAlreadyExists(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       _ = try await env.citizenSession()
       let error = await expectRPCError(.alreadyExists) {
         try await env.identity.registerCitizen(.with { $0.name = "重复"; $0.phone = "13900000001"; $0.idNumber = "440524198001010013" })
@@ -208,8 +209,8 @@ import Testing
     return first17 + String(ResidentIDNumber.checkCharacter(forFirst17: first17) ?? "0")
   }
 
-  @Test func codeRequestsAndRegistrationsAreLimitedPerAddress() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func codeRequestsAndRegistrationsAreLimitedPerAddress(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       for i in 0..<30 {
         _ = try await env.identity.requestLoginCode(.with { $0.phone = "1370000" + String(format: "%04d", i) })
       }
@@ -253,9 +254,9 @@ final class FlakyCodeSender: LoginCodeSender {
 }
 
 @Suite struct CodeDeliveryE2ETests {
-  @Test func aFailedSendLeavesNoCodeAndCanBeRetriedAtOnce() async throws {
+  @Test(arguments: TestEngine.enabled) func aFailedSendLeavesNoCodeAndCanBeRetriedAtOnce(engine: TestEngine) async throws {
     let sender = FlakyCodeSender()
-    try await TestEnvironment.run(codeSender: sender) { (env) async throws in
+    try await TestEnvironment.run(engine: engine, codeSender: sender) { (env) async throws in
       let phone = "13900000041"
       _ = try await env.identity.registerCitizen(.with { $0.name = "吴九"; $0.phone = phone; $0.idNumber = "11010519491231002X" })
       await expectRPCError(.unavailable) { try await env.identity.requestLoginCode(.with { $0.phone = phone }) }

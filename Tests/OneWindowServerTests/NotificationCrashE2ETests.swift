@@ -4,12 +4,13 @@ import OneWindowAPI
 import OneWindowClientPosix
 import OneWindowCore
 import Testing
+import OneWindowTestSupport
 
 @Suite(.serialized) struct NotificationCrashE2ETests {
   /// A message is committed before Publish returns: killing the server right after loses
   /// nothing, and the restarted server replays it to the subscriber.
-  @Test func aPublishedMessageSurvivesAServerKilledRightAfterPublishReturns() async throws {
-    let server = try ServerProcess()
+  @Test(arguments: TestEngine.enabled) func aPublishedMessageSurvivesAServerKilledRightAfterPublishReturns(engine: TestEngine) async throws {
+    let server = try await ServerProcess.make(engine)
     try server.createAdmin(username: "root", password: "Admin-pass-1")
     try await server.start()
     let options = ConnectionOptions(host: "127.0.0.1", port: server.port)

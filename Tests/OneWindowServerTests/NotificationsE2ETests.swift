@@ -6,11 +6,12 @@ import OneWindowCore
 import OneWindowServer
 import OneWindowStore
 import Testing
+import OneWindowTestSupport
 
 @Suite struct NotificationsE2ETests {
   /// Messages arrive in inbox order, live after the replay; each has a unique event id.
-  @Test func aSubscriberGetsThePendingMessagesThenLiveOnesInOrder() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func aSubscriberGetsThePendingMessagesThenLiveOnesInOrder(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let citizen = try await env.quickCitizen(1)
@@ -31,8 +32,8 @@ import Testing
   /// Resume after a disconnect: acknowledged messages are not replayed, unacknowledged ones are
   /// (with a delivery count of 2), messages published while away follow — no gap, no duplicate
   /// beyond the redelivery.
-  @Test func resumingAfterADisconnectHasNoGapAndRedeliversOnlyTheUnacknowledged() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func resumingAfterADisconnectHasNoGapAndRedeliversOnlyTheUnacknowledged(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let citizen = try await env.quickCitizen(2)
@@ -71,8 +72,8 @@ import Testing
   }
 
   /// `after_seq` resumes after what the device processed and acknowledges it (Matrix `since`).
-  @Test func afterSeqResumesAndAcknowledges() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func afterSeqResumesAndAcknowledges(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let citizen = try await env.quickCitizen(3)
@@ -89,8 +90,8 @@ import Testing
   }
 
   /// Two devices of one account, subscribed at once, each get every message.
-  @Test func twoDevicesOfOneAccountEachGetEveryMessage() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func twoDevicesOfOneAccountEachGetEveryMessage(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let citizen = try await env.quickCitizen(4)
@@ -110,8 +111,8 @@ import Testing
   }
 
   /// An expired message is never delivered and is marked expired; TTL counts from the send.
-  @Test func anExpiredMessageIsNeverDelivered() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func anExpiredMessageIsNeverDelivered(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let citizen = try await env.quickCitizen(5)
@@ -132,8 +133,8 @@ import Testing
 
   /// A newer message with the same collapse key replaces an undelivered older one, but not one
   /// already acknowledged.
-  @Test func aCollapseKeyReplacesTheUndeliveredOlderMessage() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func aCollapseKeyReplacesTheUndeliveredOlderMessage(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let citizen = try await env.quickCitizen(6)
@@ -155,8 +156,8 @@ import Testing
   }
 
   /// A scheduled message is sent by the scheduler at its time; a cancelled one never is.
-  @Test func scheduledMessagesAreSentAtTheirTimeAndCancelledOnesNever() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func scheduledMessagesAreSentAtTheirTimeAndCancelledOnesNever(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let citizen = try await env.quickCitizen(7)
@@ -193,8 +194,8 @@ import Testing
   }
 
   /// Missing and unknown placeholders are INVALID_ARGUMENT naming all of them; nothing is written.
-  @Test func templateErrorsNameEveryPlaceholder() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func templateErrorsNameEveryPlaceholder(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       _ = try await env.notifyAPI.putTemplate(.with {
         $0.name = "appointment.reminder"
@@ -241,8 +242,8 @@ import Testing
   }
 
   /// The same idempotency key never makes a second message, even from concurrent retries.
-  @Test func publishIsIdempotentByKey() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func publishIsIdempotentByKey(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let citizen = try await env.quickCitizen(9)
@@ -260,8 +261,8 @@ import Testing
 
   /// 200 concurrent subscribers each receive one topic broadcast exactly once; the topic
   /// message is stored once.
-  @Test func aTopicBroadcastReachesEachOf200SubscribersExactlyOnce() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func aTopicBroadcastReachesEachOf200SubscribersExactlyOnce(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       _ = try await env.notifyAPI.createTopic(.with { $0.code = "district.310104"; $0.title = "徐汇区公告" }, metadata: bearer(admin))
@@ -317,8 +318,8 @@ import Testing
   }
 
   /// A subscription made while a stream is open starts delivering on that stream.
-  @Test func subscribingWhileStreamingStartsDeliveryOnTheOpenStream() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func subscribingWhileStreamingStartsDeliveryOnTheOpenStream(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       _ = try await env.notifyAPI.createTopic(.with { $0.code = "policy.news"; $0.title = "政策" }, metadata: bearer(admin))
@@ -346,8 +347,8 @@ import Testing
   }
 
   /// Segments by role and region, resolved at send time.
-  @Test func aSegmentReachesTheMatchingAccountsOnly() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func aSegmentReachesTheMatchingAccountsOnly(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let xuhui = try await env.quickCitizen(11, region: "310104")
@@ -366,8 +367,8 @@ import Testing
   }
 
   /// The inbox as a list: unread filter, mark read, delete, paging.
-  @Test func theInboxListPagesFiltersMarksAndDeletes() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func theInboxListPagesFiltersMarksAndDeletes(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let citizen = try await env.quickCitizen(14)
@@ -397,8 +398,8 @@ import Testing
   }
 
   /// A citizen cannot publish, manage templates or webhooks, or touch another citizen's inbox.
-  @Test func citizensCannotPublishOrReachAnotherInbox() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func citizensCannotPublishOrReachAnotherInbox(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       let alice = try await env.quickCitizen(15)
@@ -429,8 +430,8 @@ import Testing
 
   /// Case transitions reach the applicant through the system templates: the one-time notice
   /// lists every missing item.
-  @Test func caseTransitionsNotifyTheApplicant() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func caseTransitionsNotifyTheApplicant(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let world = try await CaseWorld.make(env)
       let stream = InboxRecorder.open(env.clients.grpc, token: world.citizen)
       try await stream.waitCaughtUp()
@@ -458,8 +459,8 @@ import Testing
 
 @Suite struct InboxStreamLimitTests {
   /// One account cannot hold more than the configured number of streams.
-  @Test func streamsPerAccountAreCapped() async throws {
-    try await TestEnvironment.run(configure: { $0.notifications.maxStreamsPerAccount = 2 }) { env in
+  @Test(arguments: TestEngine.enabled) func streamsPerAccountAreCapped(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.notifications.maxStreamsPerAccount = 2 }) { env in
       let citizen = try await env.quickCitizen(40)
       let one = InboxRecorder.open(env.clients.grpc, token: citizen.token)
       let two = InboxRecorder.open(env.clients.grpc, token: citizen.token)
@@ -478,8 +479,8 @@ import Testing
 
   /// A subscription made in another session reaches an open stream by its next heartbeat even
   /// when the hub could not route it (the stream re-reads its subscriptions).
-  @Test func heartbeatsResynchronizeSubscriptionsAndMissedMessages() async throws {
-    try await TestEnvironment.run(configure: { $0.notifications.heartbeat = .milliseconds(200) }) { env in
+  @Test(arguments: TestEngine.enabled) func heartbeatsResynchronizeSubscriptionsAndMissedMessages(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.notifications.heartbeat = .milliseconds(200) }) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       _ = try await env.notifyAPI.createTopic(.with { $0.code = "district.310104"; $0.title = "徐汇区" }, metadata: bearer(admin))

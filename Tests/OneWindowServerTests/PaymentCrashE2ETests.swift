@@ -5,19 +5,21 @@ import OneWindowAPI
 import OneWindowClientPosix
 import OneWindowCore
 import Testing
+import OneWindowTestSupport
 
 @Suite(.serialized) struct PaymentCrashE2ETests {
   /// The provider took the money but OneWindow never heard (its process died before the
   /// callback): the restarted server's first repair pass asks the provider, captures the payment
   /// with its receipt, and the ledger balances and reconciles — also after a `kill -9`.
-  @Test func aPaymentTheProviderTookBeforeACrashIsRepairedByTheStatusQuery() async throws {
+  @Test(arguments: TestEngine.enabled) func aPaymentTheProviderTookBeforeACrashIsRepairedByTheStatusQuery(engine: TestEngine) async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ow-paycrash-\(UUID().uuidString)").path
+    let database = try await TestDatabase.create(engine, directory: directory)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     // Phase 1 (in process): pay; the provider's callbacks are held back, so our side stays
     // `submitted` while the provider's books say "paid". The process then stops without ever
     // applying the outcome, as a crash would leave it.
     let paymentID = try await TestEnvironment.run(
-      configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }, directory: directory
+      configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }, database: database
     ) { env in
       let w = try await PaymentWorld.make(env, start: Date())
       let (_, order) = try await w.orderedCase()
@@ -29,7 +31,7 @@ import Testing
     }
 
     // Phase 2: the real binary on the same data; its first repair pass queries the provider.
-    let server = try ServerProcess(dataDirectory: directory)
+    let server = try ServerProcess(database: database)
     try await server.start(extraArguments: ["--sandbox-callback-delay-seconds", "3600"])
     let options = ConnectionOptions(host: "127.0.0.1", port: server.port)
     try await OneWindowClients.with(options) { clients in
@@ -54,10 +56,10 @@ import Testing
     }
     _ = server.terminate()
     // The operator's offline checks agree.
-    let check = try Self.runCLI(["payments", "check", "--data-dir", directory])
+    let check = try Self.runCLI(["payments", "check"] + database.commandLineArguments)
     #expect(check.status == 0 && check.output.contains("ledger OK"))
     let today = SettlementDay.of(Date()).description
-    let reconcile = try Self.runCLI(["payments", "reconcile", "--date", today, "--data-dir", directory])
+    let reconcile = try Self.runCLI(["payments", "reconcile", "--date", today] + database.commandLineArguments)
     #expect(reconcile.status == 0 && reconcile.output.contains("1 matched"), "\(reconcile.output)")
   }
 
@@ -65,14 +67,15 @@ import Testing
   /// at the cashier (one callback, no "processing" first), `kill -9` before that callback, a
   /// restart. The startup repair pass asks the provider about the `started` payment and
   /// captures it once, with its receipt, one inbox message and one webhook.
-  @Test func anImmediateSuccessWhoseCallbackDiedWithTheServerIsRecordedAfterTheRestart() async throws {
+  @Test(arguments: TestEngine.enabled) func anImmediateSuccessWhoseCallbackDiedWithTheServerIsRecordedAfterTheRestart(engine: TestEngine) async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ow-paycrash-\(UUID().uuidString)").path
+    let database = try await TestDatabase.create(engine, directory: directory)
     defer { try? FileManager.default.removeItem(atPath: directory) }
     let receiver = try await WebhookReceiver.start()
     defer { Task { await receiver.stop() } }
     // Phase 1 (in process): the item with fees, the accounts, an order and a webhook endpoint.
     let orderID = try await TestEnvironment.run(
-      configure: { $0.notifications.allowLoopbackHTTPWebhooks = true }, directory: directory
+      configure: { $0.notifications.allowLoopbackHTTPWebhooks = true }, database: database
     ) { env in
       let w = try await PaymentWorld.make(env, start: Date())
       _ = try await env.notifyAPI.addWebhook(
@@ -81,7 +84,7 @@ import Testing
     }
 
     // Phase 2: the real binary. Pay; the provider takes the money at once and would call back in 30 s.
-    let server = try ServerProcess(dataDirectory: directory)
+    let server = try ServerProcess(database: database)
     let arguments = ["--sandbox-callback-delay-seconds", "30", "--allow-loopback-webhooks"]
     try await server.start(extraArguments: arguments)
     let options = ConnectionOptions(host: "127.0.0.1", port: server.port)
@@ -135,10 +138,10 @@ import Testing
       #expect(receiver.requests.filter { $0.header("OneWindow-Event-Type") == "payment.succeeded" }.count == 1)
     }
     #expect(server.terminate() == 0)
-    let check = try Self.runCLI(["payments", "check", "--data-dir", directory])
+    let check = try Self.runCLI(["payments", "check"] + database.commandLineArguments)
     #expect(check.status == 0 && check.output.contains("ledger OK"), "\(check.output)")
     let today = SettlementDay.of(Date()).description
-    let reconcile = try Self.runCLI(["payments", "reconcile", "--date", today, "--data-dir", directory])
+    let reconcile = try Self.runCLI(["payments", "reconcile", "--date", today] + database.commandLineArguments)
     #expect(reconcile.status == 0 && reconcile.output.contains("1 matched"), "\(reconcile.output)")
   }
 

@@ -4,12 +4,13 @@ import OneWindowAPI
 import OneWindowClientPosix
 import OneWindowCore
 import Testing
+import OneWindowTestSupport
 
 /// Payments end to end: the real server, the sandbox provider's cashier and signed HTTP
 /// callbacks, the generated gRPC client.
 @Suite struct PaymentsE2ETests {
-  @Test func aPaidFeeGivesAVerifiableReceiptAndLetsTheCaseComplete() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func aPaidFeeGivesAVerifiableReceiptAndLetsTheCaseComplete(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let w = try await PaymentWorld.make(env)
       let (caseID, order) = try await w.orderedCase()
       #expect(order.totalFen == PaymentWorld.total && order.state == .open && order.lines.map(\.originalFen) == [2000, 1500])
@@ -51,8 +52,8 @@ import Testing
     }
   }
 
-  @Test func fiftyConcurrentCreatesWithOneKeyMakeOneOrderAndOnePayment() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func fiftyConcurrentCreatesWithOneKeyMakeOneOrderAndOnePayment(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let w = try await PaymentWorld.make(env)
       let submitted = try await w.world.submitCase().case
       let key = "order-\(UUID().uuidString)"
@@ -90,8 +91,8 @@ import Testing
     }
   }
 
-  @Test func aKeyReusedForAnotherAmountIsRefusedAndAWrongAmountIsStale() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func aKeyReusedForAnotherAmountIsRefusedAndAWrongAmountIsStale(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let w = try await PaymentWorld.make(env)
       let (_, order) = try await w.orderedCase()
       await expectRPCError(.invalidArgument) {
@@ -119,8 +120,8 @@ import Testing
     }
   }
 
-  @Test func forgedStaleAndReplayedCallbacksChangeNothing() async throws {
-    try await TestEnvironment.run(configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
+  @Test(arguments: TestEngine.enabled) func forgedStaleAndReplayedCallbacksChangeNothing(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
       let w = try await PaymentWorld.make(env)
       let (_, order) = try await w.orderedCase()
       let payment = try await w.pay(order)
@@ -158,8 +159,8 @@ import Testing
     }
   }
 
-  @Test func aSuccessCallbackTheProviderDoesNotConfirmIsNotApplied() async throws {
-    try await TestEnvironment.run(configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
+  @Test(arguments: TestEngine.enabled) func aSuccessCallbackTheProviderDoesNotConfirmIsNotApplied(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
       let w = try await PaymentWorld.make(env)
       let (_, order) = try await w.orderedCase()
       let payment = try await w.pay(order)
@@ -170,8 +171,8 @@ import Testing
     }
   }
 
-  @Test func refundsCheckTheRefundableAmountTheCallerSaw() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func refundsCheckTheRefundableAmountTheCallerSaw(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let w = try await PaymentWorld.make(env)
       let (_, order) = try await w.orderedCase()
       let payment = try await w.pay(order)
@@ -211,8 +212,8 @@ import Testing
     }
   }
 
-  @Test func expiryQueriesTheProviderForAuthorisedPayments() async throws {
-    try await TestEnvironment.run(configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
+  @Test(arguments: TestEngine.enabled) func expiryQueriesTheProviderForAuthorisedPayments(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
       var w = try await PaymentWorld.make(env)
       // Never authorised: expires after 90 minutes.
       let (_, o1) = try await w.orderedCase()
@@ -252,10 +253,10 @@ import Testing
   /// An immediate success sends one callback and no "processing" first; when that callback
   /// is lost, a payer who returns from the cashier and asks (here 50 times at once) sees the
   /// success, the provider is asked once, and the payer is told exactly once.
-  @Test func aPayerReturningAfterALostCallbackSeesTheSuccessAndIsToldOnce() async throws {
+  @Test(arguments: TestEngine.enabled) func aPayerReturningAfterALostCallbackSeesTheSuccessAndIsToldOnce(engine: TestEngine) async throws {
     let receiver = try await WebhookReceiver.start()
     defer { Task { await receiver.stop() } }
-    try await TestEnvironment.run(configure: {
+    try await TestEnvironment.run(engine: engine, configure: {
       $0.payments.sandboxCallbackDelay = .seconds(3600)  // the provider's callback never arrives
       $0.notifications.allowLoopbackHTTPWebhooks = true
     }) { env in
@@ -302,8 +303,8 @@ import Testing
 
   /// Lost callbacks without a crash: the periodic repair pass asks about `started` payments
   /// too (an immediate success sends no "processing"), and each payment at most once a minute.
-  @Test func theRepairPassFindsSuccessesOfStartedPayments() async throws {
-    try await TestEnvironment.run(configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
+  @Test(arguments: TestEngine.enabled) func theRepairPassFindsSuccessesOfStartedPayments(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
       var w = try await PaymentWorld.make(env)
       var paid: [String] = []
       for _ in 0..<3 {
@@ -346,8 +347,8 @@ import Testing
   /// Expiry asks first: a `started` payment the provider reports as paid (its callback lost) is
   /// captured, and never closed at the provider. (An unpaid one is closed and expired:
   /// `expiryQueriesTheProviderForAuthorisedPayments`.)
-  @Test func expiryCapturesAStartedPaymentTheProviderReportsAsPaid() async throws {
-    try await TestEnvironment.run(configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
+  @Test(arguments: TestEngine.enabled) func expiryCapturesAStartedPaymentTheProviderReportsAsPaid(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
       var w = try await PaymentWorld.make(env)
       let (_, order) = try await w.orderedCase()
       let payment = try await w.pay(order)
@@ -365,8 +366,8 @@ import Testing
     }
   }
 
-  @Test func withdrawingAPaidCaseRefundsItAutomatically() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func withdrawingAPaidCaseRefundsItAutomatically(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let w = try await PaymentWorld.make(env)
       let (caseID, order) = try await w.orderedCase()
       let payment = try await w.pay(order)
@@ -382,8 +383,8 @@ import Testing
     }
   }
 
-  @Test func aCitizenCannotPaySeeOrRefundAnothersOrder() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func aCitizenCannotPaySeeOrRefundAnothersOrder(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let w = try await PaymentWorld.make(env)
       let (caseID, order) = try await w.orderedCase()
       let payment = try await w.pay(order)
@@ -411,8 +412,8 @@ import Testing
     }
   }
 
-  @Test func aCaseworkerWaivesAFeeWithAReasonAndAWaivedOrderNeedsNoPayment() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func aCaseworkerWaivesAFeeWithAReasonAndAWaivedOrderNeedsNoPayment(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let w = try await PaymentWorld.make(env)
       let (_, order) = try await w.orderedCase()
       await expectRPCError(.permissionDenied) {
@@ -444,8 +445,8 @@ import Testing
     }
   }
 
-  @Test func reconciliationMatchesTheSettlementFileAndFindsWhatTheLedgerMissed() async throws {
-    try await TestEnvironment.run(configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
+  @Test(arguments: TestEngine.enabled) func reconciliationMatchesTheSettlementFileAndFindsWhatTheLedgerMissed(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.payments.sandboxCallbackDelay = .seconds(3600) }) { env in
       let w = try await PaymentWorld.make(env)
       let (_, o1) = try await w.orderedCase()
       let p1 = try await w.pay(o1)
@@ -470,8 +471,8 @@ import Testing
     }
   }
 
-  @Test func aCaseworkerCanOrderAndWaiveFeesTheApplicantNeverOrdered() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func aCaseworkerCanOrderAndWaiveFeesTheApplicantNeverOrdered(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let w = try await PaymentWorld.make(env)
       let submitted = try await w.world.submitCase().case
       await expectRPCError(.notFound) {

@@ -5,6 +5,7 @@ import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import Testing
+import OneWindowTestSupport
 
 /// A device speaking the raw wire protocol: its client id, HLC and next mutation id.
 struct RawDevice {
@@ -71,8 +72,8 @@ extension TestEnvironment {
 func newRecordID() -> String { UUID().uuidString.lowercased() }
 
 @Suite struct SyncProtocolE2ETests {
-  @Test func pushIsExactlyOnceWhenAResponseIsLost() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func pushIsExactlyOnceWhenAResponseIsLost(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       var device = RawDevice("phone-aaaa-1")
       let id = newRecordID()
@@ -95,8 +96,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func aGapStopsAndAPoisonMutationDoesNotJamTheQueue() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aGapStopsAndAPoisonMutationDoesNotJamTheQueue(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       var device = RawDevice("phone-bbbb-1")
       let now = env.clock.now()
@@ -118,8 +119,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func aClockHoursAheadIsClampedAndOneBehindCatchesUp() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aClockHoursAheadIsClampedAndOneBehindCatchesUp(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       var fast = RawDevice("fast-device")
       var slow = RawDevice("slow-device")
@@ -142,8 +143,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func deletesWinAndOnlyAClientThatSawTheTombstoneRecreates() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func deletesWinAndOnlyAClientThatSawTheTombstoneRecreates(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       var a = RawDevice("device-a-01")
       var b = RawDevice("device-b-01")
@@ -166,8 +167,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func pagesFollowTheSequenceAndACursorMissesNothing() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func pagesFollowTheSequenceAndACursorMissesNothing(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       var device = RawDevice("pager-device")
       let now = env.clock.now()
@@ -195,8 +196,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
 
   /// T8: writers push while a reader pulls page by page with small pages; when the writers stop
   /// and the reader catches up, it holds exactly the server's final state — nothing skipped.
-  @Test func writesRacingAPullAreNeverMissed() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func writesRacingAPullAreNeverMissed(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let writers = 4
       let ids = (0..<40).map { _ in newRecordID() }
@@ -234,8 +235,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func callersOnlySeeTheirAudiences() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func callersOnlySeeTheirAudiences(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let alice = try await env.citizenSession().accessToken
       let bob = try await env.citizenSession(phone: "13900000002", idNumber: "110105194912310038").accessToken
       var a = RawDevice("alice-phone")
@@ -258,8 +259,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func publishedCatalogItemsSyncAsAPublicCollection() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func publishedCatalogItemsSyncAsAPublicCollection(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let admin = try await env.adminSession().accessToken
       _ = try await env.catalog.upsertDepartment(.with { $0.department = .with { $0.code = "gongan"; $0.name = "市公安局" } }, metadata: bearer(admin))
       let spec = itemSpec(code: "110000-XK-0001")
@@ -279,8 +280,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func manualCollectionsTurnConcurrentEditsIntoConflictsThatSyncAndResolve() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func manualCollectionsTurnConcurrentEditsIntoConflictsThatSyncAndResolve(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let li = try await env.caseworkerSession(username: "li.wei").accessToken
       let zhao = try await env.caseworkerSession(username: "zhao.min").accessToken
       var a = RawDevice("li-tablet-1")
@@ -319,8 +320,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func verifyMatchesAChecksumOfThePulledRecords() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func verifyMatchesAChecksumOfThePulledRecords(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       var device = RawDevice("verify-device")
       let now = env.clock.now()
@@ -339,8 +340,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func aCursorOlderThanTheRetentionHorizonIsReset() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aCursorOlderThanTheRetentionHorizonIsReset(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       var token = try await env.citizenSession().accessToken
       var device = RawDevice("old-device")
       let id = newRecordID()
@@ -364,8 +365,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func movingACaseworkerResetsTheirCursorAndRevokesWrites() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func movingACaseworkerResetsTheirCursorAndRevokesWrites(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let admin = try await env.adminSession().accessToken
       let worker = try await env.caseworkerSession(username: "qian.li", department: "D-A")
       _ = try await env.store.catalog.upsertDepartment(Department(code: "D-B", name: "乙"), now: Date())
@@ -385,8 +386,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func watchStreamsCommittedChangesLiveWithHeartbeats() async throws {
-    try await TestEnvironment.run(configure: { $0.sync.heartbeat = .milliseconds(200) }) { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func watchStreamsCommittedChangesLiveWithHeartbeats(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.sync.heartbeat = .milliseconds(200) }) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       var writer = RawDevice("writer-device")
       let first = newRecordID()
@@ -417,8 +418,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func aLargeTransactionIsWatchedInEventsWithinThePageBudget() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aLargeTransactionIsWatchedInEventsWithinThePageBudget(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let (_, cursor) = try await env.pullAll(token, collections: ["preferences"])
       var writer = RawDevice("bulk-writer")
@@ -452,8 +453,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func loggingOutEndsTheWatchAtTheNextHeartbeat() async throws {
-    try await TestEnvironment.run(configure: { $0.sync.heartbeat = .milliseconds(100) }) { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func loggingOutEndsTheWatchAtTheNextHeartbeat(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine, configure: { $0.sync.heartbeat = .milliseconds(100) }) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let (opened, signal) = AsyncStream.makeStream(of: Void.self)
       let watching = Task {
@@ -467,8 +468,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func aGracefulShutdownEndsOpenWatchStreams() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aGracefulShutdownEndsOpenWatchStreams(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let (opened, signal) = AsyncStream.makeStream(of: Void.self)
       let watching = Task {
@@ -483,8 +484,8 @@ func newRecordID() -> String { UUID().uuidString.lowercased() }
     }
   }
 
-  @Test func malformedRequestsAreRefusedAtTheEdge() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func malformedRequestsAreRefusedAtTheEdge(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       await expectRPCError(.unauthenticated) { try await env.sync.pull(.init()) }
       await expectRPCError(.invalidArgument) { try await env.sync.push(.with { $0.clientID = "x" }, metadata: bearer(token)) }

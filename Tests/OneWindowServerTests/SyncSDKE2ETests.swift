@@ -6,6 +6,7 @@ import OneWindowClient
 import OneWindowClientPosix
 import OneWindowCore
 import Testing
+import OneWindowTestSupport
 
 /// A wall clock offset from the server's, for devices whose clocks are wrong.
 struct OffsetClock: WallClock {
@@ -53,8 +54,8 @@ func expectConverged(_ devices: [SyncEngine<HTTP2ClientTransport.Posix>], collec
 
 @Suite struct SyncSDKE2ETests {
   /// T1: two devices of one person edit different fields offline; both edits survive.
-  @Test func editsToDifferentFieldsBothSurvive() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func editsToDifferentFieldsBothSurvive(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let devices = try Devices(env)
       defer { devices.remove() }
@@ -78,8 +79,8 @@ func expectConverged(_ devices: [SyncEngine<HTTP2ClientTransport.Posix>], collec
   }
 
   /// T2: both edit the same field; the later HLC wins everywhere, and the loser learns it lost.
-  @Test func theSameFieldHasOneDeterministicWinner() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func theSameFieldHasOneDeterministicWinner(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let devices = try Devices(env)
       defer { devices.remove() }
@@ -103,8 +104,8 @@ func expectConverged(_ devices: [SyncEngine<HTTP2ClientTransport.Posix>], collec
   }
 
   /// T3: one device deletes while another edits offline: the delete wins and nothing comes back.
-  @Test func aDeleteBeatsAConcurrentEdit() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aDeleteBeatsAConcurrentEdit(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let token = try await env.citizenSession().accessToken
       let devices = try Devices(env)
       defer { devices.remove() }
@@ -127,8 +128,8 @@ func expectConverged(_ devices: [SyncEngine<HTTP2ClientTransport.Posix>], collec
 
   /// T9: a device offline past the retention horizon is reset: it re-downloads a snapshot and
   /// keeps (then pushes) the edits it made offline.
-  @Test func aResetAfterTheRetentionHorizonKeepsUnsyncedEdits() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func aResetAfterTheRetentionHorizonKeepsUnsyncedEdits(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       var token = try await env.citizenSession().accessToken
       let devices = try Devices(env)
       defer { devices.remove() }
@@ -163,8 +164,8 @@ func expectConverged(_ devices: [SyncEngine<HTTP2ClientTransport.Posix>], collec
 
   /// T10: a caseworker moved to another department while offline: the old department's records
   /// are purged, and queued edits to them are rejected without blocking later ones.
-  @Test func revokedAccessPurgesRecordsAndRejectsQueuedEditsWithoutJamming() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func revokedAccessPurgesRecordsAndRejectsQueuedEditsWithoutJamming(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let admin = try await env.adminSession().accessToken
       let worker = try await env.caseworkerSession(username: "sun.yu", department: "D-OLD")
       _ = try await env.store.catalog.upsertDepartment(Department(code: "D-NEW", name: "新"), now: Date())
@@ -197,8 +198,8 @@ func expectConverged(_ devices: [SyncEngine<HTTP2ClientTransport.Posix>], collec
   /// After syncing until quiet, every replica equals the server (Verify) and each other, and no
   /// accepted write is lost except to a higher-stamped write or a later delete. Seeded; the seed
   /// is printed in every failure message.
-  @Test func randomOfflineEditsAlwaysConverge() async throws {
-    try await TestEnvironment.run { (env) async throws in
+  @Test(arguments: TestEngine.enabled) func randomOfflineEditsAlwaysConverge(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { (env) async throws in
       let session = try await env.citizenSession()
       let devicesDir = try Devices(env)
       defer { devicesDir.remove() }

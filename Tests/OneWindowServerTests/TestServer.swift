@@ -37,16 +37,22 @@ struct TestEnvironment: Sendable {
   var sync: Onewindow_V1_SyncService.Client<HTTP2ClientTransport.Posix> { clients.sync }
 
   static func run<T: Sendable>(
-    configure: (inout ServerConfig) -> Void = { _ in },
     /// The database engine (SQLite unless a test runs on each engine).
     engine: TestEngine = .sqlite,
+    configure: (inout ServerConfig) -> Void = { _ in },
     /// Keeps the data in `directory` (created if needed) instead of a temporary one removed afterwards.
     directory: String? = nil,
+    /// An existing database to use and keep (tests that restart the server on the same data);
+    /// `engine` and `directory` are then ignored.
+    database existing: TestDatabase? = nil,
     codeSender: (any LoginCodeSender)? = nil,
     httpRoutes: [HTTPRoute] = [],
     _ body: (TestEnvironment) async throws -> T
   ) async throws -> T {
-    let database = try await TestDatabase.create(engine, directory: directory)
+    ServerMetrics.bootstrapMetricsSystem()
+    let database: TestDatabase
+    if let existing { database = existing } else { database = try await TestDatabase.create(engine, directory: directory) }
+    let keep = existing != nil
     var config = ServerConfig()
     config.port = 0
     config.httpPort = 0
@@ -60,7 +66,7 @@ struct TestEnvironment: Sendable {
       dependencies = try await ServerDependencies.build(
         config: config, database: database.choice, clock: clock, logger: logger, codeSender: codeSender)
     } catch {
-      await database.drop()
+      if !keep { await database.drop() }
       throw error
     }
     let store = dependencies.store
@@ -69,7 +75,7 @@ struct TestEnvironment: Sendable {
       app = try await ServerApp.make(config: config, dependencies: dependencies, logger: logger, httpRoutes: httpRoutes)
     } catch {
       try? await dependencies.database.close()
-      await database.drop()
+      if !keep { await database.drop() }
       throw error
     }
     // Shutdown waits for both listeners: the HTTP one stops once the gRPC calls have drained.
@@ -86,13 +92,13 @@ struct TestEnvironment: Sendable {
         app.beginGracefulShutdown()
         try await group.waitForAll()
         try await dependencies.database.close()
-        await database.drop()
+        if !keep { await database.drop() }
         return result
       } catch {
         app.beginGracefulShutdown()
         try? await group.waitForAll()
         try? await dependencies.database.close()
-        await database.drop()
+        if !keep { await database.drop() }
         throw error
       }
     }

@@ -290,10 +290,10 @@ import Testing
       for _ in 0..<5 { endpoints.append(try await world.addEndpoint(url: receiver.url).endpoint) }
       _ = try await world.queueEvent()
 
-      let started = ContinuousClock.now
       #expect(try await world.dispatcher.runOnce() == 5)
-      // Five 1 s answers in parallel, not one after another.
-      #expect(ContinuousClock.now - started < .seconds(4))
+      // The 1 s answers overlapped: the deliveries were in flight together, not one after
+      // another (judged by the receiver, not by a clock, which a loaded machine stretches).
+      #expect(receiver.maxInFlight > 1, "at most \(receiver.maxInFlight) delivery in flight at once")
       for endpoint in endpoints { #expect(try await world.onlyDelivery(endpoint).status == .delivered) }
       #expect(Set(receiver.requests.compactMap { $0.header("OneWindow-Delivery-Id") }).count == 5)
     }

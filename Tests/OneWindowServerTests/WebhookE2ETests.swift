@@ -5,14 +5,15 @@ import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import Testing
+import OneWindowTestSupport
 
 /// Webhooks through the RPCs: an administrator registers an endpoint, case transitions and
 /// publications reach it signed, failures are listed with every attempt and replayable.
 @Suite struct WebhookE2ETests {
-  @Test func caseTransitionsReachARegisteredEndpointSignedAndWithoutPersonalData() async throws {
+  @Test(arguments: TestEngine.enabled) func caseTransitionsReachARegisteredEndpointSignedAndWithoutPersonalData(engine: TestEngine) async throws {
     let receiver = try await WebhookReceiver.start()
     defer { Task { await receiver.stop() } }
-    try await TestEnvironment.run(configure: { $0.notifications.allowLoopbackHTTPWebhooks = true }) { env in
+    try await TestEnvironment.run(engine: engine, configure: { $0.notifications.allowLoopbackHTTPWebhooks = true }) { env in
       let world = try await CaseWorld.make(env)
       let added = try await env.notifyAPI.addWebhook(.with {
         $0.url = receiver.url
@@ -46,10 +47,10 @@ import Testing
     }
   }
 
-  @Test func aRejectedDeliveryIsListedWithItsAttemptAndReplayedAsANewDelivery() async throws {
+  @Test(arguments: TestEngine.enabled) func aRejectedDeliveryIsListedWithItsAttemptAndReplayedAsANewDelivery(engine: TestEngine) async throws {
     let receiver = try await WebhookReceiver.start(statuses: [400], otherwise: 200)
     defer { Task { await receiver.stop() } }
-    try await TestEnvironment.run(configure: { $0.notifications.allowLoopbackHTTPWebhooks = true }) { env in
+    try await TestEnvironment.run(engine: engine, configure: { $0.notifications.allowLoopbackHTTPWebhooks = true }) { env in
       let admin = try await env.adminSession().accessToken
       try await env.plainTemplate(admin)
       _ = try await env.notifyAPI.createTopic(.with { $0.code = "district.310104"; $0.title = "徐汇区" }, metadata: bearer(admin))
@@ -84,8 +85,8 @@ import Testing
     }
   }
 
-  @Test func plainHTTPToLoopbackIsRefusedUnlessAllowed() async throws {
-    try await TestEnvironment.run { env in
+  @Test(arguments: TestEngine.enabled) func plainHTTPToLoopbackIsRefusedUnlessAllowed(engine: TestEngine) async throws {
+    try await TestEnvironment.run(engine: engine) { env in
       let admin = try await env.adminSession().accessToken
       await expectRPCError(.invalidArgument) {
         try await env.notifyAPI.addWebhook(.with { $0.url = "http://127.0.0.1:9/hooks"; $0.eventTypes = ["case.transition"] }, metadata: bearer(admin))

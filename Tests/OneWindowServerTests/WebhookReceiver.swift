@@ -26,6 +26,8 @@ final class WebhookReceiver: Sendable {
     var otherwise: Int
     var delay: Duration = .zero
     var location: String?
+    var inFlight = 0
+    var maxInFlight = 0
   }
 
   let port: Int
@@ -67,6 +69,10 @@ final class WebhookReceiver: Sendable {
 
   var requests: [Request] { state.withLock { $0.requests } }
 
+  /// The most requests that were being answered at once (delayed answers overlap when the
+  /// sender sends concurrently; one after another keeps this at 1).
+  var maxInFlight: Int { state.withLock { $0.maxInFlight } }
+
   /// Replaces the remaining script.
   func script(_ statuses: [Int], otherwise: Int? = nil) {
     state.withLock { s in
@@ -81,6 +87,10 @@ final class WebhookReceiver: Sendable {
   /// Sent as `Location` with every response (for redirect tests).
   func setLocation(_ location: String?) { state.withLock { $0.location = location } }
 
+  fileprivate func answered() {
+    state.withLock { $0.inFlight -= 1 }
+  }
+
   /// Stops listening; later connections are refused.
   func stop() async {
     try? await channel.close()
@@ -89,6 +99,8 @@ final class WebhookReceiver: Sendable {
   fileprivate func record(_ request: Request) -> (status: Int, delay: Duration, location: String?) {
     state.withLock { s in
       s.requests.append(request)
+      s.inFlight += 1
+      s.maxInFlight = max(s.maxInFlight, s.inFlight)
       let status = s.script.isEmpty ? s.otherwise : s.script.removeFirst()
       return (status, s.delay, s.location)
     }
@@ -132,9 +144,11 @@ private final class ReceiverHandler: ChannelInboundHandler {
       body = []
       if answer.delay > .zero {
         context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(answer.delay)) {
+          receiver.answered()
           self.respond(context: context, status: answer.status, location: answer.location)
         }
       } else {
+        receiver.answered()
         respond(context: context, status: answer.status, location: answer.location)
       }
     }

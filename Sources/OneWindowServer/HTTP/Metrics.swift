@@ -5,11 +5,11 @@ import Synchronization
 
 /// The process-wide Prometheus registry behind `GET /metrics`.
 ///
-/// `MetricsSystem.bootstrap` may run only once per process, yet tests start many servers in one
-/// process: the registry is created and bootstrapped in the initializer of a `static let`, which
-/// Swift runs exactly once, thread-safely, on first use. (Deliberately a final class rather than
-/// a `static let` holding a `Mutex` of a struct, which a Swift 6.3.1 release build miscompiled.)
-/// Libraries that report through swift-metrics land in the same registry.
+/// The library never bootstraps the process's metrics system: the executable (or a test
+/// harness) calls `bootstrapMetricsSystem()` once, so swift-metrics reports — the server's
+/// counters and those of libraries such as postgres-nio — land in this registry. (Deliberately a
+/// final class rather than a `static let` holding a `Mutex` of a struct, which a Swift 6.3.1
+/// release build miscompiled.)
 public final class ServerMetrics: Sendable {
   public static let shared = ServerMetrics()
 
@@ -17,8 +17,19 @@ public final class ServerMetrics: Sendable {
 
   private init() {
     registry = PrometheusCollectorRegistry()
-    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
   }
+
+  /// Makes this registry the process's swift-metrics backend. `MetricsSystem.bootstrap` may run
+  /// only once per process, yet tests start many servers in one: the bootstrap sits in the
+  /// initializer of a `static let`, which Swift runs exactly once, thread-safely.
+  public static func bootstrapMetricsSystem() {
+    _ = bootstrapped
+  }
+
+  private static let bootstrapped: Bool = {
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: shared.registry))
+    return true
+  }()
 
   /// The Prometheus text exposition format (version 0.0.4) of everything registered.
   public func exposition() -> [UInt8] {

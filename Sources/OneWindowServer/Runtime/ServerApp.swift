@@ -246,7 +246,9 @@ public final class ServerApp: Sendable {
   public func runUntilSignalled() async throws {
     let group = ServiceGroup(
       services: [
-        // First, so shut down last (services stop in reverse order): probes see 503 during the drain.
+        // First, so shut down last (services stop in reverse order): closed after everything drained.
+        DatabaseService(database: database, logger: logger),
+        // Next, so shut down after the gRPC drain: probes see 503 during it.
         http,
         GRPCServerService(app: self),
         HousekeepingService(store: store, retention: config.sync.retention, clock: clock, logger: logger),
@@ -259,8 +261,6 @@ public final class ServerApp: Sendable {
       gracefulShutdownSignals: [.sigterm, .sigint],
       logger: logger)
     try await group.run()
-    try await database.close()
-    logger.info("stopped; database closed")
   }
 }
 

@@ -5,13 +5,17 @@ import PostgresNIO
 /// The pooled client every PostgreSQL store shares, with the two ways they use it: a write
 /// transaction (READ COMMITTED; a method locks the rows it reads before writing them, and the
 /// whole method is retried on a serialization failure or deadlock) and a read-only snapshot.
-final class PostgresDatabase: Sendable {
+final class PostgresPool: Sendable {
   let client: PostgresClient
   let logger: Logger
   private let runner: Task<Void, Never>
 
   /// Starts the pool. `close()` ends it; the server's service group owns the lifetime.
+  /// The schema the connections' `search_path` names first, if any.
+  let schema: String?
+
   init(settings: PostgresSettings, logger: Logger) throws {
+    schema = settings.schema
     client = PostgresClient(configuration: try settings.clientConfiguration(), backgroundLogger: logger)
     self.logger = logger
     runner = Task { [client] in await client.run() }
@@ -28,12 +32,16 @@ final class PostgresDatabase: Sendable {
 
   /// One write transaction. The closure may run more than once (after 40001/40P01), so it must
   /// not have side effects outside the database.
+  @discardableResult
   func write<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
     var attempt = 1
     while true {
       do {
         return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
-      } catch let error as PSQLError where attempt < Self.attempts && error.isRetryable {
+      } catch {
+        // withTransaction wraps what the closure (or BEGIN/COMMIT) threw; callers see that.
+        let underlying = (error as? PostgresTransactionError).flatMap { $0.closureError ?? $0.commitError ?? $0.beginError } ?? error
+        guard attempt < Self.attempts, underlying.postgres?.isRetryable ?? false else { throw underlying }
         attempt += 1
         try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 << attempt))))
       }
@@ -56,6 +64,14 @@ final class PostgresDatabase: Sendable {
   }
 }
 
+extension Error {
+  /// The server's error behind this one: `withTransaction` wraps what its closure threw.
+  var postgres: PSQLError? {
+    if let error = self as? PSQLError { return error }
+    return nil
+  }
+}
+
 extension PSQLError {
   /// The server's SQLSTATE, e.g. "23505" for a unique violation.
   var sqlState: String? { serverInfo?[.sqlState] }
@@ -69,10 +85,26 @@ extension PSQLError {
 
 extension PostgresConnection {
   /// Runs `query` and decodes every row as `T`.
-  func all<T: PostgresDecodable>(_ query: PostgresQuery, as _: T.Type, logger: Logger) async throws -> [T] {
+  func all<T: PostgresDecodable & Sendable>(_ query: PostgresQuery, as _: T.Type, logger: Logger) async throws -> [T] {
     var out: [T] = []
     for try await value in try await self.query(query, logger: logger).decode(T.self) { out.append(value) }
     return out
+  }
+
+  /// Runs `query` and decodes every row as a tuple of columns, e.g. `as: (String, Int64).self`.
+  func all<each Column: PostgresDecodable & Sendable>(
+    _ query: PostgresQuery, as columns: (repeat each Column).Type, logger: Logger
+  ) async throws -> [(repeat each Column)] {
+    var out: [(repeat each Column)] = []
+    for try await row in try await self.query(query, logger: logger) { out.append(try row.decode(columns)) }
+    return out
+  }
+
+  /// Takes the transaction-scoped advisory lock `name`, for a read-then-write with no row to lock
+  /// yet. Advisory locks are database-wide, so the key includes the schema: deployments (and
+  /// tests) in other schemas of the same database never wait on each other.
+  func advisoryLock(_ name: String, logger: Logger) async throws {
+    try await run("SELECT pg_advisory_xact_lock(hashtextextended(current_schema() || ':' || \(name), 0))", logger: logger)
   }
 
   /// Rows as `PostgresRandomAccessRow` (decode columns by name).
@@ -82,11 +114,12 @@ extension PostgresConnection {
     return out
   }
 
-  /// Runs `query` and returns how many rows it changed.
+  /// Runs `query`, discarding any rows; returns how many rows it returned (add `RETURNING 1` to
+  /// count the rows an UPDATE or DELETE changed).
   @discardableResult
   func run(_ query: PostgresQuery, logger: Logger) async throws -> Int {
-    let rows = try await self.query(query, logger: logger)
-    for try await _ in rows {}
-    return 0
+    var count = 0
+    for try await _ in try await self.query(query, logger: logger) { count += 1 }
+    return count
   }
 }

@@ -1,0 +1,113 @@
+import Foundation
+import Logging
+import OneWindowStore
+import OneWindowTestSupport
+import Testing
+@testable import OneWindowStorePostgres
+
+/// What only the PostgreSQL engine has: its URL, its migration lock and its checks of the
+/// cluster. Behaviour both engines share is in OneWindowStoreTests.
+@Suite struct PostgresSettingsTests {
+  @Test func aURLGivesEveryPart() throws {
+    let s = try PostgresSettings(url: "postgresql://ow%40x:p%3Ass@db.example.org:6432/one_window?sslmode=verify-full&sslrootcert=/etc/ca.pem&search_path=tenant_a&pool_max_conns=40")
+    #expect(s.host == "db.example.org" && s.port == 6432 && s.database == "one_window")
+    #expect(s.username == "ow@x" && s.password == "p:ss")
+    #expect(s.tlsMode == .verifyFull && s.rootCertificatePath == "/etc/ca.pem")
+    #expect(s.schema == "tenant_a" && s.maximumConnections == 40)
+    #expect(!s.redacted.contains("p:ss") && !s.redacted.contains("p%3Ass"))
+  }
+
+  @Test func defaultsFollowLibpq() throws {
+    let s = try PostgresSettings(url: "postgres://ow@localhost/ow")
+    #expect(s.port == 5432 && s.tlsMode == .prefer && s.password == nil && s.schema == nil)
+  }
+
+  @Test func aPasswordFileWinsAndOnlyItsFirstLineCounts() throws {
+    let file = FileManager.default.temporaryDirectory.appendingPathComponent("pw-\(UUID().uuidString)").path
+    defer { try? FileManager.default.removeItem(atPath: file) }
+    try "s3cret\nignored\n".write(toFile: file, atomically: true, encoding: .utf8)
+    let s = try PostgresSettings(url: "postgres://ow:inurl@localhost/ow", passwordFile: file)
+    #expect(s.password == "s3cret")
+    #expect(throws: PostgresSettings.InvalidURL.self) { try PostgresSettings(url: "postgres://ow@localhost/ow", passwordFile: file + "-missing") }
+  }
+
+  @Test(arguments: [
+    "mysql://ow@localhost/ow", "postgres://localhost/ow", "postgres://ow@/ow", "postgres://ow@localhost",
+    "postgres://ow@localhost/ow?sslmode=sometimes", "postgres://ow@localhost/ow?search_path=Bad-Name",
+    "postgres://ow@localhost/ow?pool_max_conns=0", "postgres://ow@localhost/ow?colour=blue",
+  ])
+  func badURLsAreRefusedWithAReason(url: String) {
+    #expect(throws: PostgresSettings.InvalidURL.self) { try PostgresSettings(url: url) }
+  }
+
+  @Test func everySSLModeBuildsATLSConfiguration() throws {
+    for mode in PostgresSettings.TLSMode.allCases {
+      let s = try PostgresSettings(url: "postgres://ow@localhost/ow?sslmode=\(mode.rawValue)")
+      _ = try s.tls()
+    }
+  }
+
+  @Test func scriptsSplitOutsideQuotesAndDollarBodies() {
+    let script = """
+      CREATE TABLE a (x TEXT DEFAULT 'a;b'); -- a comment; with a semicolon
+      CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN RAISE EXCEPTION 'no; never'; END;
+      $$;
+      SELECT $1
+      """
+    let statements = SQLScript.statements(script)
+    #expect(statements.count == 3, "\(statements)")
+    #expect(statements[1].contains("RAISE EXCEPTION 'no; never'; END;"))
+    #expect(statements[2] == "SELECT $1")
+  }
+}
+
+@Suite(.enabled(if: TestEngine.enabled.contains(.postgres))) struct PostgresMigrationTests {
+  static let logger: Logger = {
+    var logger = Logger(label: "pg-migration-test")
+    logger.logLevel = .critical
+    return logger
+  }()
+
+  static func settings(database: String? = nil) throws -> PostgresSettings {
+    guard let url = ProcessInfo.processInfo.environment["ONEWINDOW_TEST_POSTGRES_URL"] else { throw TestPostgresUnavailable() }
+    var settings = try PostgresSettings(url: url)
+    if let database { settings.database = database }
+    settings.schema = "m_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+    settings.maximumConnections = 2
+    return settings
+  }
+
+  /// Eight processes' worth of stores starting at once on an empty schema: each migration is
+  /// applied once (without the advisory lock the losers fail on "relation already exists").
+  @Test func concurrentStartsMigrateOnce() async throws {
+    let settings = try Self.settings()
+    try await PostgresSchemas.create(settings.schema ?? "", settings: settings, logger: Self.logger)
+    let stores = try await withThrowingTaskGroup(of: PostgresStore.self) { group in
+      for _ in 0..<8 { group.addTask { try await PostgresStore(settings: settings, logger: Self.logger) } }
+      return try await group.reduce(into: []) { $0.append($1) }
+    }
+    #expect(stores.count == 8)
+    let ids = try await stores[0].inspection.strings("SELECT id FROM schema_migrations ORDER BY id")
+    #expect(ids == PostgresMigrations.all.map(\.id).sorted())
+    for store in stores { try await store.close() }
+    try await PostgresSchemas.drop(settings.schema ?? "", settings: settings, logger: Self.logger)
+  }
+
+  @Test func aDatabaseWithoutPgTrgmIsRefusedNamingTheFix() async throws {
+    let settings = try Self.settings(database: "ow_test_no_trgm")
+    try await PostgresSchemas.create(settings.schema ?? "", settings: settings, logger: Self.logger)
+    let error = await #expect(throws: PostgresMigrator.Refused.self) { try await PostgresStore(settings: settings, logger: Self.logger) }
+    #expect(error?.description.contains("CREATE EXTENSION pg_trgm") == true)
+    try await PostgresSchemas.drop(settings.schema ?? "", settings: settings, logger: Self.logger)
+  }
+
+  @Test func aCharacterTypeThatDropsChineseIsRefusedNamingTheFix() async throws {
+    let settings = try Self.settings(database: "ow_test_c_ctype")
+    try await PostgresSchemas.create(settings.schema ?? "", settings: settings, logger: Self.logger)
+    let error = await #expect(throws: PostgresMigrator.Refused.self) { try await PostgresStore(settings: settings, logger: Self.logger) }
+    #expect(error?.description.contains("LC_CTYPE 'C.UTF-8'") == true, "\(String(describing: error))")
+    // Nothing was created: the refusal comes before the first migration.
+    try await PostgresSchemas.drop(settings.schema ?? "", settings: settings, logger: Self.logger)
+  }
+}
