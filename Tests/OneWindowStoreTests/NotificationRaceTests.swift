@@ -51,6 +51,27 @@ import OneWindowTestSupport
     }
   }
 
+  /// Topic writes: 16 publishes to one topic take the topic log's seqs 1…16, each once, and the
+  /// topic's head ends at 16 (the topic row is locked before its next seq is read).
+  @Test(arguments: TestEngine.enabled) func concurrentPublishesToOneTopicTakeConsecutiveSeqs(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
+      let n = store.notifications
+      _ = try await n.createTopic(code: "district.310104", title: "徐汇区通知", description: "", now: t0, audit: nil)
+      let seqs = try await withThrowingTaskGroup(of: Int64?.self) { group in
+        for _ in 0..<Self.callers {
+          group.addTask {
+            try await n.publish(Self.publication(.topic("district.310104")), now: t0, limits: InboxLimits()).topicMessage?.seq
+          }
+        }
+        return try await group.reduce(into: []) { $0.append($1) }
+      }
+      #expect(seqs.compactMap { $0 }.sorted() == Array(1...Int64(Self.callers)))
+      let stored = try await store.inspection.rows("SELECT seq FROM topic_messages ORDER BY seq", []).map { $0["seq"]?.int ?? -1 }
+      #expect(stored == Array(1...Int64(Self.callers)))
+      #expect(try await n.topics(accountID: nil).first { $0.code == "district.310104" }?.headSeq == Int64(Self.callers))
+    }
+  }
+
   @Test(arguments: TestEngine.enabled) func concurrentAcknowledgementsOnlyMoveForward(engine: TestEngine) async throws {
     try await withTemporaryStore(engine) { store in
       let n = store.notifications
