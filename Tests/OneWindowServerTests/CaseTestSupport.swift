@@ -149,7 +149,7 @@ let pngMagic: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]
 
 /// Bounded polling for effects the server completes after the client has moved on (a cancelled
 /// upload's clean-up): no fixed sleep, just re-checking until true or the limit.
-func eventually(_ limit: Duration = .seconds(10), _ condition: () async throws -> Bool) async rethrows -> Bool {
+func eventually(_ limit: Duration = .seconds(30), _ condition: () async throws -> Bool) async rethrows -> Bool {
   let clock = ContinuousClock()
   let deadline = clock.now.advanced(by: limit)
   while clock.now < deadline {

@@ -114,7 +114,7 @@ final class InboxRecorder: Sendable {
 
   /// Waits (polling) until `condition` holds, failing after `timeout`.
   func wait(
-    _ what: String, timeout: Duration = .seconds(10), sourceLocation: SourceLocation = #_sourceLocation,
+    _ what: String, timeout: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation,
     until condition: (InboxRecorder) -> Bool
   ) async throws {
     let deadline = ContinuousClock.now + timeout
@@ -131,7 +131,7 @@ final class InboxRecorder: Sendable {
     try await wait("caught_up", sourceLocation: sourceLocation) { $0.caughtUp }
   }
 
-  func waitMessages(_ count: Int, timeout: Duration = .seconds(10), sourceLocation: SourceLocation = #_sourceLocation) async throws {
+  func waitMessages(_ count: Int, timeout: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation) async throws {
     try await wait("\(count) messages", timeout: timeout, sourceLocation: sourceLocation) { $0.messages.count >= count }
   }
 

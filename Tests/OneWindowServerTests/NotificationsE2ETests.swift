@@ -491,7 +491,7 @@ import OneWindowTestSupport
       _ = try await env.store.notifications.setSubscription(
         accountID: citizen.id, topic: "district.310104", subscribed: true, now: env.clock.now())
       try await env.publish(admin, to: .topic("district.310104"), text: "停电通知")
-      try await stream.waitMessages(1, timeout: .seconds(5))
+      try await stream.waitMessages(1, timeout: .seconds(15))
       #expect(stream.messages.map(\.body) == ["停电通知"])
       await stream.stop()
     }

@@ -288,7 +288,7 @@ import OneWindowTestSupport
       #expect(try await w.callback(payment, status: "success").text.contains("ignored"))
       try await env.app.systemEvents.runOnce()
       _ = try await env.app.deliveries.runOnce()
-      let delivered = await eventually(.seconds(10)) { !receiver.requests.isEmpty }
+      let delivered = await eventually { !receiver.requests.isEmpty }
       #expect(delivered)
       try await env.app.systemEvents.runOnce()
       _ = try await env.app.deliveries.runOnce()

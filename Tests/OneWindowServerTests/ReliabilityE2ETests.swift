@@ -317,7 +317,9 @@ extension MethodDescriptor {
     try await TestEnvironment.run(configure: {
       $0.maxConnections = 60
       $0.maxConnectionsPerAddress = 40
-      $0.handshakeTimeout = .seconds(30)
+      // The longest allowed: the raw connections never finish a handshake, and on a loaded
+      // machine opening 70 of them and settling the counts can take longer than a short bound.
+      $0.handshakeTimeout = .seconds(300)
     }) { (env) async throws in
       let group = MultiThreadedEventLoopGroup.singleton
       // The test's own gRPC client holds one connection from 127.0.0.1.
