@@ -222,10 +222,10 @@ struct PostgresEvaluationStore: EvaluationStore {
       }
       try await Self.write(e, insert: true, now: now, conn, logger: logger)
       // The case remembers it was rated (not a transition: its version stays).
-      var record = try PostgresCaseStore.decoder.decode(CaseRecord.self, from: Data(body.utf8))
+      var record = try CaseRowCoding.decoder.decode(CaseRecord.self, from: Data(body.utf8))
       record.evaluated = true
       try await conn.run(
-        "UPDATE cases SET body = \(try PostgresCaseStore.body(record)) WHERE id = \(e.caseID)", logger: logger)
+        "UPDATE cases SET body = \(try CaseRowCoding.body(record)) WHERE id = \(e.caseID)", logger: logger)
       try await PostgresAudit.append(conn, audit, now: now, logger: logger)
       return e
     }
@@ -234,7 +234,7 @@ struct PostgresEvaluationStore: EvaluationStore {
   func evaluation(caseID: String) async throws -> Evaluation? {
     try await pool.read { conn in
       try await conn.all("SELECT body FROM evaluations WHERE case_id = \(caseID)", as: String.self, logger: logger)
-        .first.map(PostgresCaseStore.decodeEvaluation)
+        .first.map(CaseRowCoding.decodeEvaluation)
     }
   }
 
@@ -253,7 +253,7 @@ struct PostgresEvaluationStore: EvaluationStore {
   }
 
   static func write(_ e: Evaluation, insert: Bool, now: Date, _ conn: PostgresConnection, logger: Logger) async throws {
-    let body = try PostgresCaseStore.encode(e)
+    let body = try CaseRowCoding.encode(e)
     if insert {
       try await conn.run(
         """
@@ -277,14 +277,14 @@ struct PostgresEvaluationStore: EvaluationStore {
       if pendingOnly { sql += " AND status IN ('rectifying', 'appealed')" }
       return try await conn.all(
         PostgresQuery(unsafeSQL: sql + " ORDER BY created_at, case_id", binds: binds), as: String.self, logger: logger
-      ).map(PostgresCaseStore.decodeEvaluation)
+      ).map(CaseRowCoding.decodeEvaluation)
     }
   }
 
   func all() async throws -> [Evaluation] {
     try await pool.read { conn in
       try await conn.all("SELECT body FROM evaluations ORDER BY created_at", as: String.self, logger: logger)
-        .map(PostgresCaseStore.decodeEvaluation)
+        .map(CaseRowCoding.decodeEvaluation)
     }
   }
 }

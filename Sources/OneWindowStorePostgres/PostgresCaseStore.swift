@@ -141,7 +141,7 @@ final class PostgresCaseStore: CaseStore {
         """
         UPDATE cases SET state = \(updated.state.rawValue), version = \(updated.version),
           handling_department = \(updated.handlingDepartment), due_day = \(due), received_day = \(received),
-          body = \(try Self.body(updated)), updated_at = \(PGTime.ms(now))
+          body = \(try CaseRowCoding.body(updated)), updated_at = \(PGTime.ms(now))
         WHERE id = \(updated.id)
         """, logger: logger)
       if let old = effects.revokedCertificate {
@@ -239,24 +239,6 @@ final class PostgresCaseStore: CaseStore {
 
   // MARK: - Rows
 
-  static let encoder: JSONEncoder = {
-    let e = JSONEncoder()
-    e.dateEncodingStrategy = .millisecondsSince1970
-    e.outputFormatting = [.sortedKeys]
-    return e
-  }()
-  static let decoder: JSONDecoder = {
-    let d = JSONDecoder()
-    d.dateDecodingStrategy = .millisecondsSince1970
-    return d
-  }()
-
-  /// The record without its history (which lives in its own append-only table).
-  static func body(_ record: CaseRecord) throws -> String {
-    var copy = record
-    copy.history = []
-    return String(decoding: try encoder.encode(copy), as: UTF8.self)
-  }
 
   static func insert(_ r: CaseRecord, idempotencyKey: String, dueDay: Int?, _ conn: PostgresConnection, logger: Logger) async throws {
     let due = dueDay.map(Int64.init)
@@ -266,14 +248,14 @@ final class PostgresCaseStore: CaseStore {
       INSERT INTO cases (id, tracking_code, applicant_id, draft_id, idempotency_key, item_code, state, version,
         handling_department, due_day, received_day, body, submitted_at, updated_at, phone_check)
       VALUES (\(r.id), \(r.trackingCode), \(r.applicantID), \(r.draftID), \(idempotencyKey), \(r.item.code), \(r.state.rawValue),
-        \(r.version), \(r.handlingDepartment), \(due), \(received), \(try body(r)), \(PGTime.ms(r.submittedAt)),
+        \(r.version), \(r.handlingDepartment), \(due), \(received), \(try CaseRowCoding.body(r)), \(PGTime.ms(r.submittedAt)),
         \(PGTime.ms(r.updatedAt)), \(r.phoneCheck))
       """, logger: logger)
   }
 
   static func appendHistory(_ r: CaseRecord, from stored: Int, _ conn: PostgresConnection, logger: Logger) async throws {
     for (i, entry) in r.history.enumerated().dropFirst(stored) {
-      let body = String(decoding: try encoder.encode(entry), as: UTF8.self)
+      let body = try CaseRowCoding.encode(entry)
       try await conn.run(
         "INSERT INTO case_status_history (case_id, seq, at, body) VALUES (\(r.id), \(Int64(i + 1)), \(PGTime.ms(entry.at)), \(body))",
         logger: logger)
@@ -298,7 +280,7 @@ final class PostgresCaseStore: CaseStore {
         "missing_items": entry.missingItems.joined(separator: "\n"), "item_name": r.item.name, "reason": entry.reason,
         "certificate_number": r.certificateNumber ?? "", "at": String(PGTime.ms(entry.at)),
       ]
-      let text = String(decoding: try encoder.encode(payload), as: UTF8.self)
+      let text = try CaseRowCoding.encode(payload)
       try await conn.run(
         """
         INSERT INTO event_outbox (topic, aggregate_id, payload, created_at)
@@ -367,7 +349,7 @@ final class PostgresCaseStore: CaseStore {
     let bodies = try await conn.all(
       PostgresQuery(unsafeSQL: "SELECT \(columns) FROM cases WHERE \(condition)", binds: binds), as: (String, String, String).self,
       logger: logger)
-    var records = try bodies.map { try decoder.decode(CaseRecord.self, from: Data($0.1.utf8)) }
+    var records = try bodies.map { try CaseRowCoding.decoder.decode(CaseRecord.self, from: Data($0.1.utf8)) }
     guard withHistory, !records.isEmpty else { return records }
     // Every history in one query rather than one per case.
     let ids = records.map(\.id)
@@ -376,12 +358,10 @@ final class PostgresCaseStore: CaseStore {
       "SELECT case_id, body FROM case_status_history WHERE case_id = ANY(\(ids)) ORDER BY case_id, seq",
       as: (String, String).self, logger: logger)
     {
-      histories[caseID, default: []].append(try decoder.decode(CaseStatusEntry.self, from: Data(body.utf8)))
+      histories[caseID, default: []].append(try CaseRowCoding.decoder.decode(CaseStatusEntry.self, from: Data(body.utf8)))
     }
     for i in records.indices { records[i].history = histories[records[i].id] ?? [] }
     return records
   }
 
-  static func decodeEvaluation(_ text: String) throws -> Evaluation { try decoder.decode(Evaluation.self, from: Data(text.utf8)) }
-  static func encode<T: Encodable>(_ value: T) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
 }

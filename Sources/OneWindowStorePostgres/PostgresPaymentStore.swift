@@ -327,13 +327,8 @@ struct PostgresPaymentStore: PaymentStore {
       guard let event = change.event else { return .applied(payment, transition: .ignored) }
       let transition = PaymentLifecycle.settle(event, from: payment.state)
       guard case .moved(let to) = transition else { return .applied(payment, transition: transition) }
-      let code: String = switch event {
-      case .fail(let failure): failure.code
-      case .expire: PaymentFailure.timedOut.code
-      default: to.code ?? ""
-      }
       payment.state = to
-      payment.code = code
+      payment.code = PaymentLifecycle.code(after: event, movedTo: to)
       payment.updatedAt = Self.stored(now)
       var receiptNumber: String?
       if to == .success {
@@ -366,7 +361,7 @@ struct PostgresPaymentStore: PaymentStore {
       }
       try await conn.run(
         """
-        UPDATE payments SET state = \(to.rawValue), code = \(code), receipt_number = \(receiptNumber), updated_at = \(PGTime.ms(now))
+        UPDATE payments SET state = \(to.rawValue), code = \(payment.code), receipt_number = \(receiptNumber), updated_at = \(PGTime.ms(now))
         WHERE id = \(payment.id)
         """, logger: logger)
       if let audit = change.audit { try await PostgresAudit.append(conn, audit, now: now, logger: logger) }

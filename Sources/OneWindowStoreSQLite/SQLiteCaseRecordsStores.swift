@@ -119,9 +119,9 @@ final class SQLiteEvaluationStore: EvaluationStore {
       }
       try Self.write(e, insert: true, now: now, db)
       // The case remembers it was rated (not a transition: its version stays).
-      var record = try SQLiteCaseStore.decoder.decode(CaseRecord.self, from: Data(body.utf8))
+      var record = try CaseRowCoding.decoder.decode(CaseRecord.self, from: Data(body.utf8))
       record.evaluated = true
-      try db.execute(sql: "UPDATE cases SET body = ? WHERE id = ?", arguments: [try SQLiteCaseStore.body(record), e.caseID])
+      try db.execute(sql: "UPDATE cases SET body = ? WHERE id = ?", arguments: [try CaseRowCoding.body(record), e.caseID])
       try SQLiteAudit.append(audit, now: now, db)
       return e
     }
@@ -130,7 +130,7 @@ final class SQLiteEvaluationStore: EvaluationStore {
   func evaluation(caseID: String) async throws -> Evaluation? {
     try await pool.read { db in
       try String.fetchOne(db, sql: "SELECT body FROM evaluations WHERE case_id = ?", arguments: [caseID])
-        .map(SQLiteCaseStore.decodeEvaluation)
+        .map(CaseRowCoding.decodeEvaluation)
     }
   }
 
@@ -147,7 +147,7 @@ final class SQLiteEvaluationStore: EvaluationStore {
   }
 
   static func write(_ e: Evaluation, insert: Bool, now: Date, _ db: Database) throws {
-    let body = try SQLiteCaseStore.encode(e)
+    let body = try CaseRowCoding.encode(e)
     if insert {
       try db.execute(
         sql: """
@@ -171,13 +171,13 @@ final class SQLiteEvaluationStore: EvaluationStore {
       if let department { sql += " AND department_code = ?"; arguments.append(department) }
       if pendingOnly { sql += " AND status IN ('rectifying', 'appealed')" }
       return try String.fetchAll(db, sql: sql + " ORDER BY created_at, case_id", arguments: StatementArguments(arguments))
-        .map(SQLiteCaseStore.decodeEvaluation)
+        .map(CaseRowCoding.decodeEvaluation)
     }
   }
 
   func all() async throws -> [Evaluation] {
     try await pool.read { db in
-      try String.fetchAll(db, sql: "SELECT body FROM evaluations ORDER BY created_at").map(SQLiteCaseStore.decodeEvaluation)
+      try String.fetchAll(db, sql: "SELECT body FROM evaluations ORDER BY created_at").map(CaseRowCoding.decodeEvaluation)
     }
   }
 }

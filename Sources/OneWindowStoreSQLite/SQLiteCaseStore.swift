@@ -113,7 +113,7 @@ final class SQLiteCaseStore: CaseStore {
         arguments: [
           updated.state.rawValue, updated.version, updated.handlingDepartment,
           updated.clock.nextDeadline(in: updated.state, asOf: effects.today, effects.calendar)?.dayNumber,
-          updated.clock.receivedOn?.dayNumber, try Self.body(updated), SQLTime.ms(now), updated.id,
+          updated.clock.receivedOn?.dayNumber, try CaseRowCoding.body(updated), SQLTime.ms(now), updated.id,
         ])
       try Self.appendHistory(updated, from: stored, db)
       try Self.linkMaterials(updated, db)
@@ -194,24 +194,6 @@ final class SQLiteCaseStore: CaseStore {
 
   // MARK: - Rows
 
-  static let encoder: JSONEncoder = {
-    let e = JSONEncoder()
-    e.dateEncodingStrategy = .millisecondsSince1970
-    e.outputFormatting = [.sortedKeys]
-    return e
-  }()
-  static let decoder: JSONDecoder = {
-    let d = JSONDecoder()
-    d.dateDecodingStrategy = .millisecondsSince1970
-    return d
-  }()
-
-  /// The record without its history (which lives in its own append-only table).
-  static func body(_ record: CaseRecord) throws -> String {
-    var copy = record
-    copy.history = []
-    return String(decoding: try encoder.encode(copy), as: UTF8.self)
-  }
 
   static func insert(_ r: CaseRecord, idempotencyKey: String, dueDay: Int?, _ db: Database) throws {
     try db.execute(
@@ -222,7 +204,7 @@ final class SQLiteCaseStore: CaseStore {
         """,
       arguments: [
         r.id, r.trackingCode, r.applicantID, r.draftID, idempotencyKey, r.item.code, r.state.rawValue, r.version,
-        r.handlingDepartment, dueDay, r.clock.receivedOn?.dayNumber, try body(r), SQLTime.ms(r.submittedAt),
+        r.handlingDepartment, dueDay, r.clock.receivedOn?.dayNumber, try CaseRowCoding.body(r), SQLTime.ms(r.submittedAt),
         SQLTime.ms(r.updatedAt), r.phoneCheck,
       ])
   }
@@ -231,7 +213,7 @@ final class SQLiteCaseStore: CaseStore {
     for (i, entry) in r.history.enumerated().dropFirst(stored) {
       try db.execute(
         sql: "INSERT INTO case_status_history (case_id, seq, at, body) VALUES (?, ?, ?, ?)",
-        arguments: [r.id, i + 1, SQLTime.ms(entry.at), String(decoding: try encoder.encode(entry), as: UTF8.self)])
+        arguments: [r.id, i + 1, SQLTime.ms(entry.at), try CaseRowCoding.encode(entry)])
     }
   }
 
@@ -254,7 +236,7 @@ final class SQLiteCaseStore: CaseStore {
       ]
       try db.execute(
         sql: "INSERT INTO event_outbox (topic, aggregate_id, payload, created_at) VALUES ('case.transition', ?, ?, ?)",
-        arguments: [r.id, String(decoding: try encoder.encode(payload), as: UTF8.self), SQLTime.ms(now)])
+        arguments: [r.id, try CaseRowCoding.encode(payload), SQLTime.ms(now)])
     }
   }
 
@@ -285,16 +267,14 @@ final class SQLiteCaseStore: CaseStore {
     let rows = try Row.fetchAll(db.cachedStatement(sql: "SELECT \(columns) FROM cases WHERE \(condition)"), arguments: arguments)
     let history = try db.cachedStatement(sql: "SELECT body FROM case_status_history WHERE case_id = ? ORDER BY seq")
     return try rows.map { row in
-      var record = try decoder.decode(CaseRecord.self, from: Data((row["body"] as String).utf8))
+      var record = try CaseRowCoding.decoder.decode(CaseRecord.self, from: Data((row["body"] as String).utf8))
       guard withHistory else { return record }
       record.history = try String.fetchAll(history, arguments: [record.id])
-        .map { try decoder.decode(CaseStatusEntry.self, from: Data($0.utf8)) }
+        .map { try CaseRowCoding.decoder.decode(CaseStatusEntry.self, from: Data($0.utf8)) }
       return record
     }
   }
 
-  static func decodeEvaluation(_ text: String) throws -> Evaluation { try decoder.decode(Evaluation.self, from: Data(text.utf8)) }
-  static func encode<T: Encodable>(_ value: T) throws -> String { String(decoding: try encoder.encode(value), as: UTF8.self) }
 }
 
 // MARK: - Audit

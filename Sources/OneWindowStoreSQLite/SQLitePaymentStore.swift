@@ -258,13 +258,8 @@ struct SQLitePaymentStore: PaymentStore {
       guard let event = change.event else { return .applied(payment, transition: .ignored) }
       let transition = PaymentLifecycle.settle(event, from: payment.state)
       guard case .moved(let to) = transition else { return .applied(payment, transition: transition) }
-      let code: String = switch event {
-      case .fail(let failure): failure.code
-      case .expire: PaymentFailure.timedOut.code
-      default: to.code ?? ""
-      }
       payment.state = to
-      payment.code = code
+      payment.code = PaymentLifecycle.code(after: event, movedTo: to)
       payment.updatedAt = Self.stored(now)
       var receiptNumber: String?
       if to == .success {
@@ -284,7 +279,7 @@ struct SQLitePaymentStore: PaymentStore {
       } else if to.isTerminal, let order = try Self.order(id: payment.orderID, db) {
         try Self.emit("payment.failed", payment: payment, order: order, extra: [:], now: now, db)
       }
-      try db.cachedStatement(sql: "UPDATE payments SET state = ?, code = ?, receipt_number = ?, updated_at = ? WHERE id = ?").execute(arguments: [to.rawValue, code, receiptNumber, SQLTime.ms(now), payment.id])
+      try db.cachedStatement(sql: "UPDATE payments SET state = ?, code = ?, receipt_number = ?, updated_at = ? WHERE id = ?").execute(arguments: [to.rawValue, payment.code, receiptNumber, SQLTime.ms(now), payment.id])
       if let audit = change.audit { try SQLiteAudit.append(audit, now: now, db) }
       return .applied(payment, transition: transition)
     }

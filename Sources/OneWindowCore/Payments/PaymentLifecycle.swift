@@ -115,6 +115,16 @@ public enum PaymentLifecycle {
     return .moved(to: to)
   }
 
+  /// The code a payment carries after `event` moved it `to` a state: the failure's own code, a
+  /// timeout for an expiry, else the state's code (empty while nothing went wrong).
+  public static func code(after event: PaymentEvent, movedTo to: PaymentState) -> String {
+    switch event {
+    case .fail(let failure): failure.code
+    case .expire: PaymentFailure.timedOut.code
+    default: to.code ?? ""
+    }
+  }
+
   /// `next`, but telling a late event on a finished payment (ignored) from an impossible one.
   public static func apply(_ event: PaymentEvent, to state: PaymentState) -> PaymentTransition {
     if state.isTerminal { return .ignored }
