@@ -61,9 +61,4 @@ public final class PostgresStore: Store {
   }
 }
 
-/// Times are stored as integer milliseconds since the Unix epoch, as on SQLite.
-enum PGTime {
-  static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
-  static func date(_ ms: Int64) -> Date { Date(timeIntervalSince1970: Double(ms) / 1000) }
-  static func date(_ ms: Int64?) -> Date? { ms.map { date($0) } }
-}
+typealias PGTime = StoreTime

@@ -63,12 +63,7 @@ public final class SQLiteStore: Store {
   }
 }
 
-/// Times are stored as integer milliseconds since the Unix epoch (portable to PostgreSQL BIGINT).
-enum SQLTime {
-  static func ms(_ date: Date) -> Int64 { Int64((date.timeIntervalSince1970 * 1000).rounded()) }
-  static func date(_ ms: Int64) -> Date { Date(timeIntervalSince1970: Double(ms) / 1000) }
-  static func date(_ ms: Int64?) -> Date? { ms.map { date($0) } }
-}
+typealias SQLTime = StoreTime
 
 extension DatabaseError {
   /// For a UNIQUE violation, the violated column ("UNIQUE constraint failed: accounts.phone" → "phone").
