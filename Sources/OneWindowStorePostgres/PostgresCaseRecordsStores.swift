@@ -109,16 +109,14 @@ struct PostgresMaterialStore: MaterialStore {
   }
 
   func material(id: String) async throws -> StoredMaterial? {
-    try await pool.read { conn in
-      try await conn.rows(
-        "SELECT id, owner_id, file_name, content_type, size, sha256, uploaded_at FROM materials WHERE id = \(id)", logger: logger
-      ).first.map { row in
-        StoredMaterial(
-          id: try row["id"].decode(String.self), ownerID: try row["owner_id"].decode(String.self),
-          fileName: try row["file_name"].decode(String.self), contentType: try row["content_type"].decode(String.self),
-          size: try row["size"].decode(Int64.self), sha256: try row["sha256"].decode(String.self),
-          uploadedAt: PGTime.date(try row["uploaded_at"].decode(Int64.self)))
-      }
+    try await pool.rows(
+      "SELECT id, owner_id, file_name, content_type, size, sha256, uploaded_at FROM materials WHERE id = \(id)"
+    ).first.map { row in
+      StoredMaterial(
+        id: try row["id"].decode(String.self), ownerID: try row["owner_id"].decode(String.self),
+        fileName: try row["file_name"].decode(String.self), contentType: try row["content_type"].decode(String.self),
+        size: try row["size"].decode(Int64.self), sha256: try row["sha256"].decode(String.self),
+        uploadedAt: PGTime.date(try row["uploaded_at"].decode(Int64.self)))
     }
   }
 
@@ -193,10 +191,11 @@ struct PostgresCertificateStore: CertificateStore {
       try await conn.run(
         "UPDATE certificates SET revoked_at = \(PGTime.ms(now)), revocation_reason = \(reason) WHERE number = \(number)",
         logger: logger)
-      try await PostgresAudit.append(conn, audit, now: now, logger: logger)
       guard let updated = try await Self.load(conn, number: number, lock: false, logger: logger) else {
         throw StoreError.notFound("certificate '\(number)'")
       }
+      // Last: the audit head lock is held to commit, so nothing else waits behind it.
+      try await PostgresAudit.append(conn, audit, now: now, logger: logger)
       return updated
     }
   }

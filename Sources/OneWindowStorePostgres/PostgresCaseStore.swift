@@ -20,27 +20,33 @@ final class PostgresCaseStore: CaseStore {
 
   var logger: Logger { pool.logger }
 
-  static let columns = "id, body, applicant_id"
-
   func submit(_ submission: CaseSubmission, now: Date, calendar: WorkingCalendar) async throws -> CaseRecord {
     let record = submission.record
     return try await sync.write(now: now) { conn, state -> CaseRecord in
       let logger = state.logger
       // The sync counter row lock held by `write` serializes submits, so the idempotency and
       // draft checks below cannot race another submit of the same key or draft.
-      if let existing = try await Self.record(
-        conn, "applicant_id = $1 AND idempotency_key = $2", Self.binds(record.applicantID, submission.idempotencyKey), logger: logger)
+      // One statement for both: a case with this idempotency key (the answer again), or another
+      // case from this draft (refused).
+      let earlier = try await conn.all(
+        """
+        SELECT id, idempotency_key, tracking_code FROM cases
+        WHERE applicant_id = \(record.applicantID) AND (idempotency_key = \(submission.idempotencyKey) OR draft_id = \(record.draftID))
+        """, as: (String, String, String).self, logger: logger)
+      if let same = earlier.first(where: { $0.1 == submission.idempotencyKey }),
+        let existing = try await Self.record(conn, "id = $1", Self.binds(same.0), logger: logger)
       {
         return existing
       }
-      if let other = try await Self.record(
-        conn, "applicant_id = $1 AND draft_id = $2", Self.binds(record.applicantID, record.draftID), logger: logger)
-      {
+      if let other = earlier.first {
         throw StoreError.failedPrecondition(
-          "draft \(record.draftID) was already submitted as case \(other.trackingCode) (with another idempotency key)")
+          "draft \(record.draftID) was already submitted as case \(other.2) (with another idempotency key)")
       }
-      guard let draft = try await PostgresSyncStore.record(
-        conn, collection: SyncCollections.caseDrafts.name, id: record.draftID, logger: logger),
+      // The draft and the applicant's new `cases` record in one read.
+      try await state.prefetch(
+        [.init(collection: SyncCollections.caseDrafts.name, id: record.draftID), .init(collection: SyncCollections.cases.name, id: record.id)],
+        conn)
+      guard let draft = try await state.record(collection: SyncCollections.caseDrafts.name, id: record.draftID, conn),
         !draft.state.deleted, draft.ownerID == record.applicantID
       else { throw StoreError.notFound("draft '\(record.draftID)'") }
       guard draft.state.version == submission.draftVersion else {
@@ -61,40 +67,31 @@ final class PostgresCaseStore: CaseStore {
   }
 
   func draft(id: String, applicantID: String) async throws -> (fields: [String: SyncValue], version: Int64)? {
-    let found = try await pool.read { conn in
-      try await PostgresSyncStore.record(conn, collection: SyncCollections.caseDrafts.name, id: id, logger: self.logger)
-    }
+    let found = try await PostgresSyncStore.record(pool, collection: SyncCollections.caseDrafts.name, id: id)
     guard let record = found, !record.state.deleted, record.ownerID == applicantID else { return nil }
     return (record.state.values, record.state.version)
   }
 
   func caseRecord(applicantID: String, idempotencyKey: String) async throws -> CaseRecord? {
-    try await pool.read { conn in
-      try await Self.record(conn, "applicant_id = $1 AND idempotency_key = $2", Self.binds(applicantID, idempotencyKey), logger: self.logger)
-    }
+    try await Self.records(pool, "applicant_id = $1 AND idempotency_key = $2", Self.binds(applicantID, idempotencyKey)).first
   }
 
   func caseRecord(applicantID: String, draftID: String) async throws -> CaseRecord? {
-    try await pool.read { conn in
-      try await Self.record(conn, "applicant_id = $1 AND draft_id = $2", Self.binds(applicantID, draftID), logger: self.logger)
-    }
+    try await Self.records(pool, "applicant_id = $1 AND draft_id = $2", Self.binds(applicantID, draftID)).first
   }
 
   func caseRecord(id: String) async throws -> CaseRecord? {
-    try await pool.read { conn in try await Self.record(conn, "id = $1", Self.binds(id), logger: self.logger) }
+    try await Self.records(pool, "id = $1", Self.binds(id)).first
   }
 
   func caseRecord(trackingCode: String) async throws -> CaseRecord? {
-    try await pool.read { conn in try await Self.record(conn, "tracking_code = $1", Self.binds(trackingCode), logger: self.logger) }
+    try await Self.records(pool, "tracking_code = $1", Self.binds(trackingCode)).first
   }
 
   func trackingCheck(trackingCode: String) async throws -> CaseTrackingCheck? {
-    try await pool.read { conn in
-      // From the covering index cases_tracking_check (tracking_code, id, phone_check), never the body.
-      try await conn.all(
-        "SELECT id, phone_check FROM cases WHERE tracking_code = \(trackingCode)", as: (String, String).self, logger: self.logger
-      ).first.map { CaseTrackingCheck(caseID: $0.0, phoneCheck: $0.1) }
-    }
+    // From the covering index cases_tracking_check (tracking_code, id, phone_check), never the body.
+    try await pool.all("SELECT id, phone_check FROM cases WHERE tracking_code = \(trackingCode)", as: (String, String).self)
+      .first.map { CaseTrackingCheck(caseID: $0.0, phoneCheck: $0.1) }
   }
 
   func cases(applicantID: String, limit: Int, after: (Date, String)?) async throws -> [CaseRecord] {
@@ -126,14 +123,17 @@ final class PostgresCaseStore: CaseStore {
       ).first
       else { throw StoreError.notFound("case '\(updated.id)'") }
       guard current == expectedVersion else { throw StoreError.versionConflict(current: current) }
-      let stored = Int(
-        try await conn.all("SELECT COUNT(*) FROM case_status_history WHERE case_id = \(updated.id)", as: Int64.self, logger: logger)
-          .first ?? 0)
-      // A rating made since the caller read the case (rating does not bump the version) stays recorded.
+      // A new statement after the lock (so it sees the commit it waited for): the stored history
+      // rows, and whether a rating made since the caller read the case (rating does not bump
+      // the version) is recorded.
+      let (count, rated) = try await conn.all(
+        """
+        SELECT (SELECT COUNT(*) FROM case_status_history WHERE case_id = \(updated.id)),
+          EXISTS (SELECT 1 FROM evaluations WHERE case_id = \(updated.id))
+        """, as: (Int64, Bool).self, logger: logger
+      ).first ?? (Int64(0), false)
+      let stored = Int(count)
       var updated = updated
-      let rated = try await conn.all(
-        "SELECT EXISTS (SELECT 1 FROM evaluations WHERE case_id = \(updated.id))", as: Bool.self, logger: logger
-      ).first ?? false
       updated.evaluated = updated.evaluated || rated
       let due = updated.clock.nextDeadline(in: updated.state, asOf: effects.today, effects.calendar).map { Int64($0.dayNumber) }
       let received = updated.clock.receivedOn.map { Int64($0.dayNumber) }
@@ -254,25 +254,30 @@ final class PostgresCaseStore: CaseStore {
   }
 
   static func appendHistory(_ r: CaseRecord, from stored: Int, _ conn: PostgresConnection, logger: Logger) async throws {
-    for (i, entry) in r.history.enumerated().dropFirst(stored) {
-      let body = try CaseRowCoding.encode(entry)
-      try await conn.run(
-        "INSERT INTO case_status_history (case_id, seq, at, body) VALUES (\(r.id), \(Int64(i + 1)), \(PGTime.ms(entry.at)), \(body))",
-        logger: logger)
-    }
+    let entries = Array(r.history.enumerated().dropFirst(stored))
+    guard !entries.isEmpty else { return }
+    try await conn.run(
+      """
+      INSERT INTO case_status_history (case_id, seq, at, body)
+      SELECT \(r.id), s, a, b FROM unnest(\(entries.map { Int64($0.offset + 1) })::int8[],
+        \(entries.map { PGTime.ms($0.element.at) })::int8[], \(try entries.map { try CaseRowCoding.encode($0.element) })::text[]) AS t(s, a, b)
+      """, logger: logger)
   }
 
   /// Records which uploaded materials belong to the case (download authorization).
   static func linkMaterials(_ r: CaseRecord, _ conn: PostgresConnection, logger: Logger) async throws {
-    let ids = r.materials.compactMap(\.materialID) + r.history.flatMap(\.attachmentIDs)
-    for id in Set(ids) {
-      try await conn.run(
-        "INSERT INTO case_materials (case_id, material_id) VALUES (\(r.id), \(id)) ON CONFLICT DO NOTHING", logger: logger)
-    }
+    let ids = Array(Set(r.materials.compactMap(\.materialID) + r.history.flatMap(\.attachmentIDs))).sorted()
+    guard !ids.isEmpty else { return }
+    try await conn.run(
+      """
+      INSERT INTO case_materials (case_id, material_id) SELECT \(r.id), m FROM unnest(\(ids)::text[]) AS t(m)
+      ON CONFLICT DO NOTHING
+      """, logger: logger)
   }
 
   /// One `case.transition` outbox event per new status row.
   static func emitEvents(_ r: CaseRecord, from stored: Int, now: Date, _ conn: PostgresConnection, logger: Logger) async throws {
+    var payloads: [String] = []
     for entry in r.history.dropFirst(stored) {
       let payload: [String: String] = [
         "case_id": r.id, "tracking_code": r.trackingCode, "applicant_id": r.applicantID, "item_code": r.item.code,
@@ -280,13 +285,15 @@ final class PostgresCaseStore: CaseStore {
         "missing_items": entry.missingItems.joined(separator: "\n"), "item_name": r.item.name, "reason": entry.reason,
         "certificate_number": r.certificateNumber ?? "", "at": String(PGTime.ms(entry.at)),
       ]
-      let text = try CaseRowCoding.encode(payload)
-      try await conn.run(
-        """
-        INSERT INTO event_outbox (topic, aggregate_id, payload, created_at)
-        VALUES ('case.transition', \(r.id), \(text), \(PGTime.ms(now)))
-        """, logger: logger)
+      payloads.append(try CaseRowCoding.encode(payload))
     }
+    guard !payloads.isEmpty else { return }
+    // WITH ORDINALITY keeps the events' ids in history order.
+    try await conn.run(
+      """
+      INSERT INTO event_outbox (topic, aggregate_id, payload, created_at)
+      SELECT 'case.transition', \(r.id), p, \(PGTime.ms(now)) FROM unnest(\(payloads)::text[]) WITH ORDINALITY AS t(p, n) ORDER BY n
+      """, logger: logger)
   }
 
   /// A certificate issued by a transition, in the transition's transaction.
@@ -340,28 +347,35 @@ final class PostgresCaseStore: CaseStore {
     try await records(conn, condition + " LIMIT 1", binds, logger: logger).first
   }
 
-  /// Cases matching `condition` (SQL after WHERE, with `$n` placeholders for `binds`).
+  /// Cases matching `condition` (SQL after WHERE, with `$n` placeholders for `binds`), each with
+  /// its status history in the same statement (one JSON array per case, in history order).
   /// `withHistory` false leaves `history` empty: only for read-only listings, never for a record
   /// that goes back to `update` (which appends the history rows beyond those stored).
   static func records(
     _ conn: PostgresConnection, _ condition: String, _ binds: PostgresBindings, withHistory: Bool = true, logger: Logger
   ) async throws -> [CaseRecord] {
-    let bodies = try await conn.all(
-      PostgresQuery(unsafeSQL: "SELECT \(columns) FROM cases WHERE \(condition)", binds: binds), as: (String, String, String).self,
-      logger: logger)
-    var records = try bodies.map { try CaseRowCoding.decoder.decode(CaseRecord.self, from: Data($0.1.utf8)) }
-    guard withHistory, !records.isEmpty else { return records }
-    // Every history in one query rather than one per case.
-    let ids = records.map(\.id)
-    var histories: [String: [CaseStatusEntry]] = [:]
-    for (caseID, body) in try await conn.all(
-      "SELECT case_id, body FROM case_status_history WHERE case_id = ANY(\(ids)) ORDER BY case_id, seq",
-      as: (String, String).self, logger: logger)
-    {
-      histories[caseID, default: []].append(try CaseRowCoding.decoder.decode(CaseStatusEntry.self, from: Data(body.utf8)))
-    }
-    for i in records.indices { records[i].history = histories[records[i].id] ?? [] }
-    return records
+    try decode(try await conn.rows(query(condition, binds, withHistory: withHistory), logger: logger))
   }
 
+  /// `records` as one statement outside a transaction (a statement is its own snapshot).
+  static func records(_ pool: PostgresPool, _ condition: String, _ binds: PostgresBindings) async throws -> [CaseRecord] {
+    try decode(try await pool.rows(query(condition, binds, withHistory: true)))
+  }
+
+  static func query(_ condition: String, _ binds: PostgresBindings, withHistory: Bool) -> PostgresQuery {
+    let history =
+      withHistory
+      ? "(SELECT json_agg(h.body::json ORDER BY h.seq) FROM case_status_history h WHERE h.case_id = cases.id)::text" : "NULL::text"
+    return PostgresQuery(unsafeSQL: "SELECT id, body, \(history) AS history FROM cases WHERE \(condition)", binds: binds)
+  }
+
+  static func decode(_ rows: [PostgresRandomAccessRow]) throws -> [CaseRecord] {
+    try rows.map { row in
+      var record = try CaseRowCoding.decoder.decode(CaseRecord.self, from: Data(try row["body"].decode(String.self).utf8))
+      if let history = try row["history"].decode(String?.self) {
+        record.history = try CaseRowCoding.decoder.decode([CaseStatusEntry].self, from: Data(history.utf8))
+      }
+      return record
+    }
+  }
 }

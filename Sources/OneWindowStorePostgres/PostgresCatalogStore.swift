@@ -155,12 +155,7 @@ struct PostgresCatalogStore: CatalogStore {
   }
 
   func item(code: String) async throws -> ServiceItem? {
-    try await pool.read { conn in
-      let query = PostgresQuery(
-        unsafeSQL: "SELECT \(Self.itemColumns) FROM catalog_items WHERE code = $1",
-        binds: { var b = PostgresBindings(); b.append(code); return b }())
-      return try await conn.rows(query, logger: logger).first.map(Self.item(from:))
-    }
+    try await pool.rows("SELECT \(unescaped: Self.itemColumns) FROM catalog_items WHERE code = \(code)").first.map(Self.item(from:))
   }
 
   func items(statuses: Set<ItemStatus>) async throws -> [ServiceItem] {

@@ -280,22 +280,21 @@ struct PostgresIdentityStore: IdentityStore {
   }
 
   func authenticate(accessHash: String, now: Date) async throws -> Principal? {
-    try await pool.read { conn in
-      guard let row = try await conn.rows(
+    // Every authenticated call runs this: one statement, no transaction around it.
+    guard let row = try await pool.rows(
         """
         SELECT a.id, a.role, a.department_code, a.trust_level, f.id AS family_id
         FROM access_tokens t
         JOIN token_families f ON f.id = t.family_id
         JOIN accounts a ON a.id = f.account_id
         WHERE t.token_hash = \(accessHash) AND t.expires_at > \(PGTime.ms(now)) AND f.revoked_at IS NULL
-        """, logger: logger
+        """
       ).first,
-        let role = Role(rawValue: try row["role"].decode(String.self))
-      else { return nil }
-      return Principal(
-        accountID: try row["id"].decode(String.self), role: role, departmentCode: try row["department_code"].decode(String?.self),
-        trustLevel: Int(try row["trust_level"].decode(Int64.self)), sessionFamilyID: try row["family_id"].decode(String.self))
-    }
+      let role = Role(rawValue: try row["role"].decode(String.self))
+    else { return nil }
+    return Principal(
+      accountID: try row["id"].decode(String.self), role: role, departmentCode: try row["department_code"].decode(String?.self),
+      trustLevel: Int(try row["trust_level"].decode(Int64.self)), sessionFamilyID: try row["family_id"].decode(String.self))
   }
 
   func rotateRefresh(refreshHash: String, replacement: IssuedTokens, now: Date) async throws -> RefreshOutcome {

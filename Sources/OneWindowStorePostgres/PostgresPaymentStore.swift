@@ -102,8 +102,9 @@ struct PostgresPaymentStore: PaymentStore {
           \(order.state.rawValue), \(order.version), \(PGTime.ms(order.createdAt)), \(PGTime.ms(order.updatedAt)))
         """, logger: logger)
       try await Self.record(claim, resource: order.id, now: now, conn, logger)
-      try await PostgresAudit.append(conn, audit, now: now, logger: logger)
       guard let stored = try await Self.order(id: order.id, conn, logger) else { throw StoreError.notFound("order \(order.id)") }
+      // Last: the audit head lock is held to commit, so nothing else waits behind it.
+      try await PostgresAudit.append(conn, audit, now: now, logger: logger)
       return stored
     }
   }
@@ -264,8 +265,9 @@ struct PostgresPaymentStore: PaymentStore {
           \(PGTime.ms(payment.expiresAt)), \(PGTime.ms(now)))
         """, logger: logger)
       try await Self.record(claim, resource: payment.id, now: now, conn, logger)
-      try await PostgresAudit.append(conn, audit, now: now, logger: logger)
       guard let stored = try await Self.payment(id: payment.id, conn, logger) else { throw StoreError.notFound("payment \(payment.id)") }
+      // Last: the audit head lock is held to commit, so nothing else waits behind it.
+      try await PostgresAudit.append(conn, audit, now: now, logger: logger)
       return (stored, true)
     }
   }
@@ -500,10 +502,7 @@ struct PostgresPaymentStore: PaymentStore {
   }
 
   func receipt(paymentID: String) async throws -> StoredReceipt? {
-    try await pool.read { conn in
-      try await conn.rows("SELECT * FROM payment_receipts WHERE payment_id = \(paymentID)", logger: logger).first
-        .flatMap(Self.receipt)
-    }
+    try await pool.rows("SELECT * FROM payment_receipts WHERE payment_id = \(paymentID)").first.flatMap(Self.receipt)
   }
 
   // MARK: - Ledger

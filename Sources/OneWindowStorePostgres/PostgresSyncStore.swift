@@ -78,7 +78,8 @@ final class PostgresSyncStore: SyncStore {
         if clock.last < meta.stamp { clock = HybridLogicalClock(node: SyncClientID.serverNode, last: meta.stamp) }
         var state = WriteState(log: meta.log, clock: clock, now: now, logger: self.logger)
         let value = try await body(conn, &state)
-        if state.log != meta.log || state.clock.last != meta.stamp {
+        // The buffered records and the counter row in one statement.
+        if !(try await state.flush(conn)), state.log != meta.log || state.clock.last != meta.stamp {
           try await conn.run(
             """
             UPDATE sync_meta SET sequence = \(state.log.sequence), horizon = \(state.log.horizon),
@@ -99,34 +100,103 @@ final class PostgresSyncStore: SyncStore {
     return outcome.value
   }
 
+  /// What one sync write transaction has done so far. Record writes are buffered and written by
+  /// `flush` in one statement just before the counter row is updated, so a push of N mutations
+  /// costs a few statements rather than several per mutation (each a round trip under the
+  /// counter lock). Reads of `sync_records` inside a write therefore go through `record(…)`,
+  /// which sees the buffered writes; SQL that reads the table directly sees only what was there
+  /// when the transaction began writing.
   struct WriteState: Sendable {
     var log: SyncLogState
     var clock: HybridLogicalClock
     var now: Date
     let logger: Logger
     var written: [StoredRecord] = []
+    /// Records read or written in this transaction; a nil value is a record known to be absent.
+    private var known: [RecordKey: StoredRecord?] = [:]
+    /// The last write of each record, with its encoded body, waiting for `flush`.
+    private var pending: [RecordKey: (record: StoredRecord, body: [UInt8])] = [:]
+
+    init(log: SyncLogState, clock: HybridLogicalClock, now: Date, logger: Logger) {
+      self.log = log
+      self.clock = clock
+      self.now = now
+      self.logger = logger
+    }
+
+    struct RecordKey: Hashable, Sendable {
+      var collection: String
+      var id: String
+    }
 
     mutating func tick() -> HLCStamp { clock.tick(now: now) }
 
-    /// Stores a record at the next sequence number.
-    mutating func put(_ record: StoredRecord, _ conn: PostgresConnection) async throws {
+    /// The record as this transaction sees it: its own writes first, then the table.
+    mutating func record(collection: String, id: String, _ conn: PostgresConnection) async throws -> StoredRecord? {
+      let key = RecordKey(collection: collection, id: id)
+      if let seen = known[key] { return seen }
+      let found = try await PostgresSyncStore.record(conn, collection: collection, id: id, logger: logger)
+      known[key] = .some(found)
+      return found
+    }
+
+    /// Reads many records in one statement, so later `record(…)` calls for them need no round trip.
+    mutating func prefetch(_ keys: [RecordKey], _ conn: PostgresConnection) async throws {
+      let missing = Array(Set(keys.filter { known[$0] == nil }))
+      guard !missing.isEmpty else { return }
+      let rows = try await conn.rows(
+        """
+        SELECT \(unescaped: PostgresSyncStore.columns) FROM sync_records
+        WHERE (collection, id) IN (SELECT * FROM unnest(\(missing.map(\.collection))::text[], \(missing.map(\.id))::text[]))
+        """, logger: logger)
+      for key in missing { known[key] = .some(nil) }
+      for row in rows {
+        let record = try PostgresSyncStore.record(from: row)
+        known[RecordKey(collection: record.collection, id: record.id)] = .some(record)
+      }
+    }
+
+    /// Stores a record at the next sequence number (written by `flush`).
+    mutating func put(_ record: StoredRecord) {
       log.sequence += 1
       let body = RecordCodec.encode(record.state)
       var stored = record
       stored.sequence = log.sequence
       stored.encodedSize = body.count
-      let checksum = record.state.deleted ? 0 : Int64(bitPattern: ReplicaChecksum.hash(id: record.id, values: record.state.values))
-      let deleted: Int64 = record.state.deleted ? 1 : 0
+      let key = RecordKey(collection: record.collection, id: record.id)
+      known[key] = .some(stored)
+      pending[key] = (stored, body)
+      written.append(stored)
+    }
+
+    /// Writes every buffered record and the counter row (sequence, horizon, clock) in one
+    /// statement; only the last write of each record is written (an earlier one in the same
+    /// transaction would be overwritten row by row anyway). False when nothing was buffered.
+    mutating func flush(_ conn: PostgresConnection) async throws -> Bool {
+      guard !pending.isEmpty else { return false }
+      let rows = pending.values.sorted { $0.record.sequence < $1.record.sequence }
+      pending = [:]
+      let records = rows.map(\.record)
+      let checksums = records.map { r in
+        r.state.deleted ? Int64(0) : Int64(bitPattern: ReplicaChecksum.hash(id: r.id, values: r.state.values))
+      }
       try await conn.run(
         """
+        WITH meta AS (
+          UPDATE sync_meta SET sequence = \(log.sequence), horizon = \(log.horizon), hlc_millis = \(clock.last.millis),
+            hlc_counter = \(Int64(clock.last.counter)) WHERE id = 1
+        )
         INSERT INTO sync_records (collection, id, owner_id, audience, version, deleted, seq, body, checksum, updated_at)
-        VALUES (\(record.collection), \(record.id), \(record.ownerID), \(record.audience), \(record.state.version), \(deleted),
-          \(log.sequence), \(ByteBuffer(bytes: body)), \(checksum), \(PGTime.ms(now)))
+        SELECT c, i, o, a, v, d, s, b, k, \(PGTime.ms(now))
+        FROM unnest(\(records.map(\.collection))::text[], \(records.map(\.id))::text[], \(records.map(\.ownerID))::text[],
+          \(records.map(\.audience))::text[], \(records.map(\.state.version))::int8[],
+          \(records.map { Int64($0.state.deleted ? 1 : 0) })::int8[], \(records.map(\.sequence))::int8[],
+          \(rows.map { ByteBuffer(bytes: $0.body) })::bytea[], \(checksums)::int8[]) AS t(c, i, o, a, v, d, s, b, k)
         ON CONFLICT (collection, id) DO UPDATE SET owner_id = excluded.owner_id, audience = excluded.audience,
           version = excluded.version, deleted = excluded.deleted, seq = excluded.seq, body = excluded.body,
           checksum = excluded.checksum, updated_at = excluded.updated_at
         """, logger: logger)
-      written.append(stored)
+      return true
     }
 
     /// Server-side write of a whole record (cases, conflicts, published data): unchanged fields
@@ -136,7 +206,7 @@ final class PostgresSyncStore: SyncStore {
     mutating func upsert(
       collection: String, id: String, ownerID: String, audience: String, values: [String: SyncValue], _ conn: PostgresConnection
     ) async throws -> Bool {
-      let current = try await PostgresSyncStore.record(conn, collection: collection, id: id, logger: logger)
+      let current = try await record(collection: collection, id: id, conn)
       if let current, !current.state.deleted, current.state.values == values { return false }
       let stamp = tick()
       var next = RecordState(fields: [:], version: (current?.state.version ?? 0) + 1)
@@ -147,18 +217,16 @@ final class PostgresSyncStore: SyncStore {
           next.fields[name] = FieldState(value: value, stamp: stamp, changedAt: next.version)
         }
       }
-      try await put(StoredRecord(collection: collection, id: id, ownerID: ownerID, audience: audience, state: next), conn)
+      put(StoredRecord(collection: collection, id: id, ownerID: ownerID, audience: audience, state: next))
       return true
     }
 
     /// Replaces a live record with a tombstone; false when it is absent or already deleted.
     @discardableResult
     mutating func delete(collection: String, id: String, _ conn: PostgresConnection) async throws -> Bool {
-      guard var record = try await PostgresSyncStore.record(conn, collection: collection, id: id, logger: logger),
-            !record.state.deleted
-      else { return false }
+      guard var record = try await record(collection: collection, id: id, conn), !record.state.deleted else { return false }
       record.state = RecordState(fields: [:], version: record.state.version + 1, deleted: true, deletedStamp: tick())
-      try await put(record, conn)
+      put(record)
       return true
     }
   }
@@ -175,31 +243,40 @@ final class PostgresSyncStore: SyncStore {
         throw StoreError.permissionDenied("client_id \(batch.clientID) belongs to another account; generate a new client id")
       }
       let first = try client?["last_mutation_id"].decode(Int64.self) ?? 0
+      // Set-based: the replayed mutations' stored results and the records the new ones touch are
+      // read in one statement each, and the results written in one, whatever the batch's size.
+      let replayed = batch.mutations.map(\.mutationID).filter { $0 <= first }
+      var stored = try await Self.storedResults(conn, clientID: batch.clientID, mutationIDs: replayed, logger: logger)
+      try await state.prefetch(
+        batch.mutations.filter { $0.mutationID > first }.map { .init(collection: $0.collection, id: $0.recordID) }, conn)
       var last = first
       var results: [MutationResult] = []
+      var applied: [(id: Int64, result: String)] = []
       var gap: Int64?
       loop: for mutation in batch.mutations {
         switch MutationOrder.classify(mutation.mutationID, lastProcessed: last) {
         case .alreadyProcessed:
-          results.append(try await Self.storedResult(conn, clientID: batch.clientID, mutationID: mutation.mutationID, logger: logger))
+          results.append(stored.removeValue(forKey: mutation.mutationID) ?? Self.compactedResult(mutation.mutationID))
         case .gap(let expected):
           gap = expected
           break loop
         case .next:
-          let current = try await Self.record(conn, collection: mutation.collection, id: mutation.recordID, logger: logger)
+          let current = try await state.record(collection: mutation.collection, id: mutation.recordID, conn)
           let decision = batch.rules.decide(
             mutation, current: current, principal: batch.principal, clientID: batch.clientID, clock: &state.clock,
             now: batch.now, newID: { ULID.make(at: batch.now) })
-          for record in decision.writes { try await state.put(record, conn) }
-          let text = String(decoding: try Self.resultEncoder.encode(decision.result), as: UTF8.self)
-          try await conn.run(
-            """
-            INSERT INTO sync_results (client_id, mutation_id, result, created_at)
-            VALUES (\(batch.clientID), \(mutation.mutationID), \(text), \(PGTime.ms(batch.now)))
-            """, logger: logger)
+          for record in decision.writes { state.put(record) }
+          applied.append((mutation.mutationID, String(decoding: try Self.resultEncoder.encode(decision.result), as: UTF8.self)))
           results.append(decision.result)
           last = mutation.mutationID
         }
+      }
+      if !applied.isEmpty {
+        try await conn.run(
+          """
+          INSERT INTO sync_results (client_id, mutation_id, result, created_at)
+          SELECT \(batch.clientID), m, r, \(PGTime.ms(batch.now)) FROM unnest(\(applied.map(\.id))::int8[], \(applied.map(\.result))::text[]) AS t(m, r)
+          """, logger: logger)
       }
       if last != first || client == nil {
         try await conn.run(
@@ -216,45 +293,51 @@ final class PostgresSyncStore: SyncStore {
     return answered
   }
 
-  static func storedResult(_ conn: PostgresConnection, clientID: String, mutationID: Int64, logger: Logger) async throws
-    -> MutationResult
+  /// The stored results of already-processed mutations, marked replayed; one missing from the
+  /// map was compacted after the retention period.
+  static func storedResults(_ conn: PostgresConnection, clientID: String, mutationIDs: [Int64], logger: Logger) async throws
+    -> [Int64: MutationResult]
   {
-    guard let text = try await conn.all(
-      "SELECT result FROM sync_results WHERE client_id = \(clientID) AND mutation_id = \(mutationID)", as: String.self,
-      logger: logger
-    ).first
-    else {
-      // Compacted after the retention period: the effect is long applied, the detail is gone.
-      return MutationResult(
-        mutationID: mutationID, outcome: .applied, version: 0, message: "processed earlier; its result is no longer kept",
-        replayed: true)
+    guard !mutationIDs.isEmpty else { return [:] }
+    var results: [Int64: MutationResult] = [:]
+    for (id, text) in try await conn.all(
+      "SELECT mutation_id, result FROM sync_results WHERE client_id = \(clientID) AND mutation_id = ANY(\(mutationIDs)::int8[])",
+      as: (Int64, String).self, logger: logger)
+    {
+      var result = try resultDecoder.decode(MutationResult.self, from: Data(text.utf8))
+      result.replayed = true
+      results[id] = result
     }
-    var result = try resultDecoder.decode(MutationResult.self, from: Data(text.utf8))
-    result.replayed = true
-    return result
+    return results
+  }
+
+  /// Compacted after the retention period: the effect is long applied, the detail is gone.
+  static func compactedResult(_ mutationID: Int64) -> MutationResult {
+    MutationResult(
+      mutationID: mutationID, outcome: .applied, version: 0, message: "processed earlier; its result is no longer kept",
+      replayed: true)
   }
 
   func resolveConflict(id: String, principal: SyncPrincipal, resolution: ConflictResolution, now: Date) async throws -> StoredRecord? {
     try await write(now: now) { conn, state -> StoredRecord? in
-      let logger = state.logger
-      guard let conflictRecord = try await Self.record(conn, collection: SyncCollections.conflicts.name, id: id, logger: logger),
+      guard let conflictRecord = try await state.record(collection: SyncCollections.conflicts.name, id: id, conn),
             !conflictRecord.state.deleted, conflictRecord.audience == AudienceLabel.account(principal.accountID)
       else { throw StoreError.notFound("conflict \(id)") }
       guard let conflict = SyncConflict(id: id, values: conflictRecord.state.values) else {
         throw StoreError.failedPrecondition("conflict \(id) is unreadable")
       }
       let writes = try resolution.writes(for: conflict)
-      var target = try await Self.record(conn, collection: conflict.collection, id: conflict.recordID, logger: logger)
+      var target = try await state.record(collection: conflict.collection, id: conflict.recordID, conn)
       if let record = target, !principal.canSee(audience: record.audience) { target = nil }
       if var record = target, let next = resolution.apply(to: record.state, writes: writes, stamp: state.tick()) {
         try SyncCollections.named(record.collection)?.validateSize(next.values)
         record.state = next
-        try await state.put(record, conn)
+        state.put(record)
         target = state.written.last
       }
       var closed = conflictRecord
       closed.state = RecordState(fields: [:], version: conflictRecord.state.version + 1, deleted: true, deletedStamp: state.tick())
-      try await state.put(closed, conn)
+      state.put(closed)
       return target
     }
   }
@@ -268,6 +351,7 @@ final class PostgresSyncStore: SyncStore {
       let live = try await conn.all(
         "SELECT id FROM sync_records WHERE collection = \(collection) AND deleted = 0 ORDER BY id", as: String.self,
         logger: state.logger)
+      try await state.prefetch((Array(records.keys) + live).map { .init(collection: collection, id: $0) }, conn)
       var changed = 0
       for (id, values) in records.sorted(by: { $0.key < $1.key }) {
         if try await state.upsert(
@@ -411,6 +495,13 @@ final class PostgresSyncStore: SyncStore {
       PostgresQuery(
         unsafeSQL: "SELECT \(columns) FROM sync_records WHERE collection = $1 AND id = $2", binds: binds(collection, id)),
       logger: logger
+    ).first.map(record(from:))
+  }
+
+  /// `record` as one statement outside a transaction.
+  static func record(_ pool: PostgresPool, collection: String, id: String) async throws -> StoredRecord? {
+    try await pool.rows(
+      PostgresQuery(unsafeSQL: "SELECT \(columns) FROM sync_records WHERE collection = $1 AND id = $2", binds: binds(collection, id))
     ).first.map(record(from:))
   }
 
