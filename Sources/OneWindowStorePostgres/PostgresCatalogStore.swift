@@ -197,14 +197,17 @@ struct PostgresCatalogStore: CatalogStore {
     let limitMark = "$\(binds.count)"
     binds.append(Int64(offset))
     let offsetMark = "$\(binds.count)"
+    // Name matches first, the closest names (trigram similarity) first among them; the rest by
+    // code. similarity() is computed only for name matches: it is the statement's main cost.
+    let nameMatch = inName.isEmpty ? "TRUE" : inName.joined(separator: " AND ")
     let sql = """
       SELECT code FROM catalog_items
       WHERE \(conditions.joined(separator: " AND "))
-      ORDER BY (\(inName.isEmpty ? "TRUE" : inName.joined(separator: " AND "))) DESC, similarity(name, \(whole)) DESC, code
+      ORDER BY (\(nameMatch)) DESC, CASE WHEN \(nameMatch) THEN similarity(name, \(whole)) ELSE 0 END DESC, code
       LIMIT \(limitMark) OFFSET \(offsetMark)
       """
     let statement = PostgresQuery(unsafeSQL: sql, binds: binds)
-    return try await pool.read { conn in try await conn.all(statement, as: String.self, logger: logger) }
+    return try await pool.all(statement, as: String.self)
   }
 
   /// Escapes LIKE's wildcards and its escape character, so a term matches literally.
