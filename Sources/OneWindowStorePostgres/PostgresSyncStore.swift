@@ -256,7 +256,7 @@ final class PostgresSyncStore: SyncStore {
       loop: for mutation in batch.mutations {
         switch MutationOrder.classify(mutation.mutationID, lastProcessed: last) {
         case .alreadyProcessed:
-          results.append(stored.removeValue(forKey: mutation.mutationID) ?? Self.compactedResult(mutation.mutationID))
+          results.append(stored[mutation.mutationID] ?? Self.compactedResult(mutation.mutationID))
         case .gap(let expected):
           gap = expected
           break loop
@@ -268,6 +268,10 @@ final class PostgresSyncStore: SyncStore {
           for record in decision.writes { state.put(record) }
           applied.append((mutation.mutationID, String(decoding: try Self.resultEncoder.encode(decision.result), as: UTF8.self)))
           results.append(decision.result)
+          // A repeat of this id later in the same batch is answered as a replay of this result.
+          var replay = decision.result
+          replay.replayed = true
+          stored[mutation.mutationID] = replay
           last = mutation.mutationID
         }
       }

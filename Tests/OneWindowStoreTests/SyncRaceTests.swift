@@ -204,6 +204,29 @@ private func pullAll(_ store: any Store, audiences: [String], after: Int64 = 0, 
 
 /// The sync store's contract, called directly (the E2E tests reach it through SyncService).
 @Suite struct SyncStoreTests {
+  /// Within one batch: a record written by two mutations ends in the second's state at the
+  /// second's sequence, and a repeated mutation id is answered as a replay of its first result
+  /// (the PostgreSQL store buffers a push's writes and results and writes them at the end).
+  @Test(arguments: TestEngine.enabled) func oneBatchSeesItsOwnWritesAndRepeats(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
+      let alice = try await makeAccount(store, "alice")
+      let now = Date()
+      let id = ULID.make(at: now)
+      let first = upsert(1, clientID: "alice-phone", record: id, ["n": .int(1)], now: now)
+      let second = upsert(2, clientID: "alice-phone", record: id, ["n": .int(2)], now: now.addingTimeInterval(1))
+      let outcome = try await push(store, alice, clientID: "alice-phone", [first, second, second], now: now)
+      #expect(outcome.results.map(\.outcome) == [.applied, .applied, .applied])
+      #expect(outcome.results.map(\.replayed) == [false, false, true])
+      #expect(outcome.results[2].version == outcome.results[1].version && outcome.results[1].version == 2)
+      #expect(outcome.lastMutationID == 2)
+      let page = try await store.sync.pull(PullQuery(
+        audiences: alice.audiences, collections: ["preferences"], after: 0, liveOnly: false, limit: 10, maxBytes: 1 << 20,
+        clientID: "alice-phone", accountID: "alice"))
+      #expect(page.records.map(\.id) == [id] && page.records.first?.state.values == ["n": .int(2)])
+      #expect(page.records.first?.sequence == 2 && page.position == 2)
+    }
+  }
+
   @Test(arguments: TestEngine.enabled) func pushPullAndReplay(engine: TestEngine) async throws {
     try await withTemporaryStore(engine) { store in
       let alice = try await makeAccount(store, "alice")
