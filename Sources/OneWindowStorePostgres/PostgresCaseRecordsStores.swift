@@ -10,22 +10,17 @@ import PostgresNIO
 /// that audits a write calls this in that write's transaction, as SQLite's stores call
 /// `SQLiteAudit.append`.
 enum PostgresAudit {
-  /// Serialises appenders until commit: each entry's seq and prev_hash come from the head, and
-  /// an empty log has no head row to lock, so the lock is advisory. Taken late in a transaction
-  /// (call `append` after the write's own row locks) so audited writes queue only briefly.
-  static func lockHead(_ conn: PostgresConnection, logger: Logger) async throws {
-    try await conn.advisoryLock("audit_log", logger: logger)
-  }
-
+  /// Appends `event` to the chain. The head row's lock serializes appenders until commit (each
+  /// entry's seq and prev_hash come from the head); call it last in a transaction, after the
+  /// write's own row locks, so audited writes queue on it only briefly.
   static func append(_ conn: PostgresConnection, _ event: AuditEvent, now: Date, logger: Logger) async throws {
-    // Advisory lock on the chain head: concurrent appends must not fork the chain (same seq or
-    // prev_hash). The read below is a new statement, so it sees every earlier holder's commit.
-    try await lockHead(conn, logger: logger)
-    let last = try await conn.all(
-      "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1", as: (Int64, String).self, logger: logger
+    // One statement locks the head and reads it: after waiting for another appender, the UPDATE
+    // sees that appender's committed head (READ COMMITTED re-reads a row it had to wait for).
+    guard let head = try await conn.all(
+      "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash", as: (Int64, String).self, logger: logger
     ).first
-    let sequence = (last?.0 ?? 0) + 1
-    let previous = last?.1 ?? AuditChain.genesis
+    else { throw StoreError.failedPrecondition("audit_head is missing; the database was not migrated") }
+    let (sequence, previous) = head
     let at = PGTime.ms(now)
     let hash = AuditChain.hash(
       sequence: sequence, atMillis: at, actorID: event.actorID, actorRole: event.actorRole,
@@ -33,6 +28,7 @@ enum PostgresAudit {
       subjectID: event.subjectID, reason: event.reason, previousHash: previous)
     try await conn.run(
       """
+      WITH head AS (UPDATE audit_head SET hash = \(hash) WHERE id = 1)
       INSERT INTO audit_log (seq, at, actor_id, actor_role, actor_department, action, target_type, target_id, subject_id,
         reason, prev_hash, hash)
       VALUES (\(sequence), \(at), \(event.actorID), \(event.actorRole), \(event.actorDepartment), \(event.action),

@@ -1,5 +1,8 @@
+import OneWindowCore
+
 /// Versioned PostgreSQL schema, mirroring the SQLite migrations one for one (same ids, same
-/// tables, columns and constraint meanings), so both engines record the same migration list.
+/// tables, columns and constraint meanings; only v9's `audit_head` has no SQLite table), so both
+/// engines record the same migration list.
 ///
 /// Translation rules (SQLite → PostgreSQL 15):
 /// - every INTEGER column is BIGINT (ms-since-epoch times exceed 32 bits); 0/1 flag columns
@@ -563,6 +566,22 @@ enum PostgresMigrations {
         END
         WHERE id_number IS NOT NULL OR credit_code IS NOT NULL;
       CREATE INDEX accounts_region ON accounts(region_code) WHERE region_code IS NOT NULL;
+      """),
+    // The audit chain's head in one row. An append takes its row lock and reads the latest
+    // committed head in one statement (`UPDATE … RETURNING`: after waiting for the lock, the
+    // update sees the holder's commit), where an advisory lock needed a second statement to read
+    // the head. The lock is held to commit and every audited write queues on it, so the round
+    // trip saved is one fewer under the lock. SQLite's single writer reads the head from
+    // audit_log: its v9 does nothing and keeps the two lists of ids the same.
+    ("v9-audit-head", """
+      CREATE TABLE audit_head (
+        id BIGINT PRIMARY KEY CHECK (id = 1),
+        seq BIGINT NOT NULL,
+        hash TEXT NOT NULL
+      );
+      INSERT INTO audit_head (id, seq, hash)
+        SELECT 1, COALESCE(MAX(seq), 0), COALESCE((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), '\(AuditChain.genesis)')
+        FROM audit_log;
       """),
   ]
 }

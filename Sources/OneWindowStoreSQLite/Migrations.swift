@@ -544,6 +544,12 @@ enum Migrations {
       }
       try db.execute(sql: "CREATE INDEX accounts_region ON accounts(region_code) WHERE region_code IS NOT NULL")
     }
+    m.registerMigration("v9-audit-head") { _ in
+      // PostgreSQL keeps the audit chain's head in a one-row table whose row lock serializes
+      // appends (see PostgresMigrations). Here the single writer already serializes them and the
+      // head is the last audit_log row, so there is nothing to create; the id keeps both
+      // engines' migration lists the same.
+    }
     return m
   }
 }
