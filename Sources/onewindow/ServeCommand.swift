@@ -20,6 +20,10 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Plain-HTTP port for /healthz, /metrics and callbacks, on the same address; 0 picks a free one. [env: ONEWINDOW_HTTP_PORT] (default: 8081)")
   var httpPort: Int?
 
+  @Option(
+    help: "Base URL of the HTTP listener as payers and providers reach it (e.g. a load balancer); cashier and callback URLs are built on it. [env: ONEWINDOW_PUBLIC_HTTP_URL] (default: this node's listener)")
+  var publicHttpUrl: String?
+
   @Option(help: "PEM certificate chain for TLS. [env: ONEWINDOW_TLS_CERT]")
   var tlsCert: String?
 
@@ -85,6 +89,7 @@ struct Serve: AsyncParsableCommand {
     config.host = host ?? Environment.value("ONEWINDOW_HOST") ?? config.host
     if let p = port ?? Environment.value("ONEWINDOW_PORT").flatMap(Int.init) { config.port = p }
     if let p = httpPort ?? Environment.value("ONEWINDOW_HTTP_PORT").flatMap(Int.init) { config.httpPort = p }
+    config.publicHTTPURL = publicHttpUrl ?? Environment.value("ONEWINDOW_PUBLIC_HTTP_URL")
     config.dataDirectory = data.resolvedDataDirectory
     config.tlsCertificatePath = tlsCert ?? Environment.value("ONEWINDOW_TLS_CERT")
     config.tlsKeyPath = tlsKey ?? Environment.value("ONEWINDOW_TLS_KEY")

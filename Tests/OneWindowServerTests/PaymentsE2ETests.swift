@@ -9,6 +9,18 @@ import OneWindowTestSupport
 /// Payments end to end: the real server, the sandbox provider's cashier and signed HTTP
 /// callbacks, the generated gRPC client.
 @Suite struct PaymentsE2ETests {
+  /// Behind a load balancer every node hands out cashier URLs on the configured public base, not
+  /// on its own listener's address (scale-out: the payer may reach any node).
+  @Test func cashierURLsUseTheConfiguredPublicBase() async throws {
+    try await TestEnvironment.run(configure: { $0.publicHTTPURL = "https://pay.example.gov.cn/onewindow/" }) { env in
+      let w = try await PaymentWorld.make(env)
+      let (_, order) = try await w.orderedCase()
+      let payment = try await w.pay(order)
+      #expect(payment.cashierURL.hasPrefix("https://pay.example.gov.cn/onewindow/sandbox/cashier/"), "\(payment.cashierURL)")
+      #expect(!payment.cashierURL.contains("127.0.0.1"))
+    }
+  }
+
   @Test(arguments: TestEngine.enabled) func aPaidFeeGivesAVerifiableReceiptAndLetsTheCaseComplete(engine: TestEngine) async throws {
     try await TestEnvironment.run(engine: engine) { env in
       let w = try await PaymentWorld.make(env)

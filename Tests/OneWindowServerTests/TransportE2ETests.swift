@@ -131,4 +131,20 @@ struct RawBytesCoder: MessageSerializer, MessageDeserializer {
     try config.validate()
     #expect(ServerConfig.isLoopback("127.0.0.1") && ServerConfig.isLoopback("::1") && !ServerConfig.isLoopback("10.0.0.1"))
   }
+
+  @Test func publicHTTPURLIsAPlainHTTPBase() throws {
+    #expect(try ServerConfig.publicBaseURL("https://pay.example.gov.cn/onewindow/") == "https://pay.example.gov.cn/onewindow")
+    #expect(try ServerConfig.publicBaseURL("http://10.1.2.3:8081") == "http://10.1.2.3:8081")
+    // At the length limit, and one byte over it.
+    let host = "https://h.example/"
+    #expect(try ServerConfig.publicBaseURL(host + String(repeating: "a", count: 1024 - host.utf8.count)).utf8.count == 1024)
+    #expect(throws: ServerConfig.ConfigError.self) { try ServerConfig.publicBaseURL(host + String(repeating: "a", count: 1025 - host.utf8.count)) }
+    for bad in ["", "pay.example.gov.cn", "ftp://pay.example.gov.cn", "http://", "http:///path", "https://u:p@pay.example.gov.cn",
+                "https://pay.example.gov.cn/?x=1", "https://pay.example.gov.cn/#top"] {
+      #expect(throws: ServerConfig.ConfigError.self, "\(bad)") { try ServerConfig.publicBaseURL(bad) }
+    }
+    var config = ServerConfig()
+    config.publicHTTPURL = "ftp://pay.example.gov.cn"
+    #expect { try config.validate() } throws: { "\($0)".contains("--public-http-url") }
+  }
 }

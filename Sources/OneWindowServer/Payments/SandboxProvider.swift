@@ -43,12 +43,20 @@ public final class SandboxProvider: PaymentProvider {
     return HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
   }()
 
+  let publicBaseURL: String?
+
   static let timestampHeader = "x-sandbox-timestamp"
   static let nonceHeader = "x-sandbox-nonce"
   static let signatureHeader = "x-sandbox-signature"
 
-  init(book: any SandboxBook, secret: String, clock: any WallClock, callbackDelay: Duration, logger: Logger) {
+  /// `publicBaseURL`: what cashier and callback URLs start with (ServerConfig.publicHTTPURL,
+  /// already validated); nil: the listener this node bound.
+  init(
+    book: any SandboxBook, secret: String, clock: any WallClock, callbackDelay: Duration, publicBaseURL: String? = nil,
+    logger: Logger
+  ) {
     self.book = book
+    self.publicBaseURL = publicBaseURL
     self.secret = secret
     self.clock = clock
     self.callbackDelay = callbackDelay
@@ -61,8 +69,9 @@ public final class SandboxProvider: PaymentProvider {
     listener.withLock { $0 = (http, reachable.contains(":") ? "[\(reachable)]" : reachable) }
   }
 
-  /// `http://host:port` of the listener once it is bound.
+  /// The configured public base URL, else `http://host:port` of the listener once it is bound.
   func baseURL() async throws -> String {
+    if let publicBaseURL { return publicBaseURL }
     let (http, host) = listener.withLock { ($0.listener, $0.host) }
     guard let http else { throw CallbackRejection(status: 503, "the sandbox is not bound to the HTTP listener") }
     return "http://\(host):\(try await http.listeningPort())"

@@ -116,7 +116,8 @@ public final class ServerApp: Sendable {
       store: store, publisher: publisher, secrets: secrets, settings: config.notifications, clock: clock, logger: logger)
     sandbox = SandboxProvider(
       book: dependencies.database.sandboxBook, secret: dependencies.sandboxSecret, clock: clock,
-      callbackDelay: config.payments.sandboxCallbackDelay, logger: logger)
+      callbackDelay: config.payments.sandboxCallbackDelay, publicBaseURL: try config.publicHTTPURL.map(ServerConfig.publicBaseURL),
+      logger: logger)
     let desk = PaymentDesk(
       store: store, provider: sandbox, issuer: issuer, settings: config.payments, clock: clock, logger: logger,
       eventsQueued: { [systemEvents] in systemEvents.kick() })

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import OneWindowCore
 
@@ -8,6 +9,11 @@ public struct ServerConfig: Sendable {
   public var port = 50051
   /// The plain-HTTP listener (/healthz, /metrics, callbacks) on the same host; 0 picks a free port.
   public var httpPort = 8081
+  /// The HTTP listener's base URL as payers and providers reach it, e.g. a load balancer in
+  /// front of several nodes (`https://pay.example.gov.cn/onewindow`): cashier and provider
+  /// callback URLs are built on it, so they are the same whichever node made them. nil: this
+  /// node's own listener address.
+  public var publicHTTPURL: String?
   public var dataDirectory = "./onewindow-data"
   public var tlsCertificatePath: String?
   public var tlsKeyPath: String?
@@ -42,6 +48,7 @@ public struct ServerConfig: Sendable {
     case badMessageSize(Int)
     case badHandshakeTimeout
     case badConnectionLimits(Int, Int)
+    case badPublicURL(String)
 
     public var description: String {
       switch self {
@@ -54,6 +61,7 @@ public struct ServerConfig: Sendable {
       case .badHandshakeTimeout: "--handshake-timeout-seconds must be 1–300 and --http-body-timeout-seconds 1–3600"
       case .badConnectionLimits(let total, let perAddress):
         "--max-connections (\(total)) must be 1–1000000 and --max-connections-per-address (\(perAddress)) 1 to --max-connections"
+      case .badPublicURL(let reason): "--public-http-url: \(reason)"
       }
     }
   }
@@ -71,6 +79,22 @@ public struct ServerConfig: Sendable {
       throw .badConnectionLimits(maxConnections, maxConnectionsPerAddress)
     }
     if !usesTLS && !allowInsecure && !Self.isLoopback(host) { throw .insecureNonLoopback(host) }
+    if let publicHTTPURL { _ = try Self.publicBaseURL(publicHTTPURL) }
+  }
+
+  /// `text` as a base URL to append paths to: http or https with a host, an optional port and
+  /// path, no user, query or fragment, at most 1 024 bytes; a trailing `/` is dropped.
+  public static func publicBaseURL(_ text: String) throws(ConfigError) -> String {
+    guard text.utf8.count <= 1024 else { throw .badPublicURL("longer than 1024 bytes") }
+    guard let url = URLComponents(string: text), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https"
+    else { throw .badPublicURL("'\(text)' is not an http:// or https:// URL") }
+    guard let host = url.host, !host.isEmpty else { throw .badPublicURL("'\(text)' has no host") }
+    guard url.user == nil, url.password == nil, url.query == nil, url.fragment == nil else {
+      throw .badPublicURL("'\(text)' may not carry a user, a query or a fragment (cashier and callback paths are appended to it)")
+    }
+    var base = text
+    while base.hasSuffix("/") { base.removeLast() }
+    return base
   }
 
   public static func isLoopback(_ host: String) -> Bool {
