@@ -494,19 +494,18 @@ final class PostgresSyncStore: SyncStore {
     return Meta(log: log, stamp: stamp)
   }
 
+  /// One record by key (inside a transaction, or as one statement on the pool).
+  static func recordQuery(collection: String, id: String) -> PostgresQuery {
+    PostgresQuery(unsafeSQL: "SELECT \(columns) FROM sync_records WHERE collection = $1 AND id = $2", binds: binds(collection, id))
+  }
+
   static func record(_ conn: PostgresConnection, collection: String, id: String, logger: Logger) async throws -> StoredRecord? {
-    try await conn.rows(
-      PostgresQuery(
-        unsafeSQL: "SELECT \(columns) FROM sync_records WHERE collection = $1 AND id = $2", binds: binds(collection, id)),
-      logger: logger
-    ).first.map(record(from:))
+    try await conn.rows(recordQuery(collection: collection, id: id), logger: logger).first.map(record(from:))
   }
 
   /// `record` as one statement outside a transaction.
   static func record(_ pool: PostgresPool, collection: String, id: String) async throws -> StoredRecord? {
-    try await pool.rows(
-      PostgresQuery(unsafeSQL: "SELECT \(columns) FROM sync_records WHERE collection = $1 AND id = $2", binds: binds(collection, id))
-    ).first.map(record(from:))
+    try await pool.rows(recordQuery(collection: collection, id: id)).first.map(record(from:))
   }
 
   static func record(from row: PostgresRandomAccessRow) throws -> StoredRecord {
