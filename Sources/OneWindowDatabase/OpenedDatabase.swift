@@ -12,12 +12,20 @@ public enum DatabaseChoice: Sendable, CustomStringConvertible {
   case postgres(PostgresSettings)
 
   /// The choice the options make: PostgreSQL when a URL is given, else the embedded file.
-  public static func from(url: String?, passwordFile: String?, dataDirectory: String) throws -> DatabaseChoice {
+  /// `listenURL`: where PostgreSQL's LISTEN connects, when not through `url` (a pooling proxy).
+  public static func from(url: String?, passwordFile: String?, dataDirectory: String, listenURL: String? = nil) throws -> DatabaseChoice {
     guard let url, !url.isEmpty else {
       if passwordFile != nil { throw PostgresSettings.InvalidURL(description: "a database password file needs a database URL") }
+      if listenURL != nil { throw PostgresSettings.InvalidURL(description: "a database listen URL needs a database URL") }
       return .embedded(directory: dataDirectory)
     }
-    return .postgres(try PostgresSettings(url: url, passwordFile: passwordFile))
+    var settings = try PostgresSettings(url: url, passwordFile: passwordFile)
+    if let listenURL, !listenURL.isEmpty {
+      do { try settings.setListenURL(listenURL, passwordFile: passwordFile) } catch let error as PostgresSettings.InvalidURL {
+        throw PostgresSettings.InvalidURL(description: "the database listen URL: " + error.description)
+      }
+    }
+    return .postgres(settings)
   }
 
   /// Where the data is, for messages (never with a password).

@@ -15,6 +15,14 @@ public protocol Store: Sendable {
   var audit: any AuditStore { get }
   var notifications: any NotificationStore { get }
   var payments: any PaymentStore { get }
+  /// Doorbells to the other nodes sharing this database (silent on the embedded engine).
+  var doorbells: any Doorbells { get }
+  /// Leases for singleton jobs, judged by the database's clock.
+  var leases: any Leases { get }
+  /// Per-caller rate limits counted for every node sharing the database.
+  var rateLimits: any RateLimits { get }
+  /// Uploaded materials' content, where every node sharing the database finds it.
+  var blobs: any BlobStore { get }
   /// Raw SQL for tests and checks that look under the protocols.
   var inspection: any StoreInspection { get }
   /// Applied migration identifiers, oldest first (`onewindow migrate`); the same on every engine.

@@ -583,5 +583,31 @@ enum PostgresMigrations {
         SELECT 1, COALESCE(MAX(seq), 0), COALESCE((SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1), '\(AuditChain.genesis)')
         FROM audit_log;
       """),
+    // What several nodes share: singleton jobs' leases (expires_at is the database's clock, ms
+    // since 1970, so nodes with skewed clocks agree on expiry); rate-limit counters, one row per
+    // key and fixed window, UNLOGGED because losing them in a crash only forgives some callers;
+    // uploaded materials' content in parts of at most 1 MiB. SQLite's v10 creates only `leases`:
+    // its one process counts rate limits in memory and keeps materials as files.
+    ("v10-cluster", """
+      CREATE TABLE leases (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+      );
+      CREATE UNLOGGED TABLE rate_counters (
+        key TEXT NOT NULL,
+        window_start BIGINT NOT NULL,
+        count BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (key, window_start)
+      );
+      CREATE INDEX rate_counters_expiry ON rate_counters (expires_at);
+      CREATE TABLE material_blobs (
+        sha256 TEXT NOT NULL,
+        part INTEGER NOT NULL,
+        bytes BYTEA NOT NULL,
+        PRIMARY KEY (sha256, part)
+      );
+      """),
   ]
 }

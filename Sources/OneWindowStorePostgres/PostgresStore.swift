@@ -19,6 +19,12 @@ public final class PostgresStore: Store {
   public let audit: any AuditStore
   public let notifications: any NotificationStore
   public let payments: any PaymentStore
+  public var doorbells: any Doorbells { bells }
+  public let leases: any Leases
+  public let rateLimits: any RateLimits
+  public let blobs: any BlobStore
+  let bells: PostgresDoorbells
+  private let syncStore: PostgresSyncStore
 
   /// Connects and migrates (under an advisory lock, so concurrent starts migrate once).
   public init(settings: PostgresSettings, logger: Logger) async throws {
@@ -33,21 +39,31 @@ public final class PostgresStore: Store {
     certificates = PostgresCertificateStore(pool: database)
     evaluations = PostgresEvaluationStore(pool: database)
     notifications = PostgresNotificationStore(pool: database)
+    leases = PostgresLeases(pool: database)
+    rateLimits = PostgresRateLimits(pool: database)
+    blobs = PostgresBlobStore(pool: database)
+    let bells: PostgresDoorbells
+    let sync: PostgresSyncStore
     do {
       try await PostgresMigrator.migrate(database)
+      bells = try PostgresDoorbells(pool: database, settings: settings, logger: logger)
     } catch {
       await database.close()
       throw error
     }
     do {
       // After migrating: the sync store reads its clock from sync_meta.
-      let sync = try await PostgresSyncStore(pool: database)
-      self.sync = sync
-      cases = PostgresCaseStore(pool: database, sync: sync)
+      sync = try await PostgresSyncStore(pool: database, doorbells: bells)
     } catch {
+      await bells.close()
       await database.close()
       throw error
     }
+    self.bells = bells
+    syncStore = sync
+    self.sync = sync
+    cases = PostgresCaseStore(pool: database, sync: sync)
+    sync.startPump()
   }
 
   public var inspection: any StoreInspection { PostgresInspection(database: database) }
@@ -57,8 +73,13 @@ public final class PostgresStore: Store {
   }
 
   public func close() async throws {
+    await syncStore.stopPump()
+    await bells.close()
     await database.close()
   }
+
+  /// True while this process's doorbell listener is connected (tests; `/metrics`).
+  public var isListening: Bool { bells.listening.load(ordering: .relaxed) }
 }
 
 typealias PGTime = StoreTime

@@ -21,20 +21,101 @@ import Synchronization
 /// it too, so `clockReading` is never behind a stored stamp.
 ///
 /// Committed changes are published to the in-process feed after commit, in sequence order
-/// (`OrderedPublication`); cross-node delivery is not done here.
+/// (`OrderedPublication`). Changes other nodes commit reach the feed through the pump
+/// (`startPump`): a sync doorbell, or a poll, makes it read the records past the published
+/// position from the table, so a lost doorbell delays a Watch but never skips a change.
 final class PostgresSyncStore: SyncStore {
   let pool: PostgresPool
   let feed = SyncChangeFeed()
+  let doorbells: any Doorbells
+  private let pumpTasks = Mutex<PumpTasks?>(nil)
   private let clock: Mutex<HybridLogicalClock>
   private let publication: OrderedPublication
   private static let resultEncoder = JSONEncoder()
   private static let resultDecoder = JSONDecoder()
 
-  init(pool: PostgresPool) async throws {
+  init(pool: PostgresPool, doorbells: any Doorbells) async throws {
     self.pool = pool
-    let meta = try await pool.read { conn in try await Self.meta(conn, logger: pool.logger) }
+    self.doorbells = doorbells
+    let meta = try await Self.meta(pool)
     clock = Mutex(HybridLogicalClock(node: SyncClientID.serverNode, last: meta.stamp))
-    publication = OrderedPublication(feed: feed)
+    publication = OrderedPublication(feed: feed, published: meta.log.sequence)
+  }
+
+  // MARK: - Changes other nodes commit
+
+  /// How often the pump looks at the log head when no doorbell rings (the fallback that makes
+  /// a lost doorbell cost latency, never a change).
+  static let pollInterval: Duration = .milliseconds(500)
+  /// Records per batch the pump reads.
+  static let pumpPage = 1000
+
+  /// Starts feeding the changes other processes commit into `feed`: woken by a sync doorbell,
+  /// or every `pollInterval`, it reads the log head and, when listeners are waiting, the
+  /// records committed since the last published position, in sequence order. Runs until
+  /// `stopPump()`.
+  func startPump() {
+    let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    let token = doorbells.observe(.sync) { _ in wake.yield() }
+    let ticker = Task {
+      while !Task.isCancelled {
+        try? await Task.sleep(for: Self.pollInterval)
+        wake.yield()
+      }
+    }
+    let pump = Task { [weak self] in
+      for await _ in wakes {
+        guard let self else { return }
+        do {
+          try await self.pumpOnce()
+        } catch {
+          if Task.isCancelled { return }
+          self.logger.warning("reading other nodes' sync changes failed; retrying", metadata: ["error": "\(String(reflecting: type(of: error)))"])
+        }
+      }
+    }
+    pumpTasks.withLock { $0 = PumpTasks(ticker: ticker, pump: pump, wake: wake, token: token) }
+  }
+
+  func stopPump() async {
+    guard let tasks = pumpTasks.withLock({ t -> PumpTasks? in defer { t = nil }; return t }) else { return }
+    doorbells.cancel(tasks.token)
+    tasks.ticker.cancel()
+    tasks.wake.finish()
+    tasks.pump.cancel()
+    await tasks.pump.value
+  }
+
+  struct PumpTasks: Sendable {
+    var ticker: Task<Void, Never>
+    var pump: Task<Void, Never>
+    var wake: AsyncStream<Void>.Continuation
+    var token: UInt64
+  }
+
+  /// One look at the head: publishes what other processes committed since the last published
+  /// position (or only moves the position when nobody listens).
+  func pumpOnce() async throws {
+    let meta = try await Self.meta(pool)
+    raiseClock(to: meta.stamp)
+    var cursor = publication.published
+    let head = meta.log.sequence
+    guard head > cursor else { return }
+    guard feed.listenerCount > 0 else {
+      publication.skip(to: head)
+      return
+    }
+    while cursor < head {
+      let rows = try await pool.rows(
+        """
+        SELECT \(unescaped: Self.columns) FROM sync_records WHERE seq > \(cursor) AND seq <= \(head) ORDER BY seq LIMIT \(Self.pumpPage)
+        """)
+      let records = try rows.map(Self.record(from:))
+      // A full page ends at its last record; the rest of the range follows in the next one.
+      let upTo = records.count == Self.pumpPage ? (records.last?.sequence ?? head) : head
+      publication.deliver(CommittedChanges(after: cursor, upTo: upTo, records: records))
+      cursor = upTo
+    }
   }
 
   var logger: Logger { pool.logger }
@@ -54,7 +135,7 @@ final class PostgresSyncStore: SyncStore {
   }
 
   func logState() async throws -> SyncLogState {
-    let meta = try await pool.read { conn in try await Self.meta(conn, logger: self.logger) }
+    let meta = try await Self.meta(pool)
     raiseClock(to: meta.stamp)
     return meta.log
   }
@@ -97,6 +178,11 @@ final class PostgresSyncStore: SyncStore {
       token,
       committed: outcome.state.written.isEmpty
         ? nil : CommittedChanges(after: outcome.start, upTo: outcome.state.log.sequence, records: outcome.state.written))
+    if !outcome.state.written.isEmpty, doorbells.isShared {
+      // After the commit and outside the counter lock; the other nodes' pumps read the records.
+      let head = outcome.state.log.sequence
+      Task { [doorbells] in await doorbells.ring(.sync, "\(head)") }
+    }
     return outcome.value
   }
 
@@ -481,10 +567,18 @@ final class PostgresSyncStore: SyncStore {
 
   /// The counter row; `lock` takes its row lock until commit (every sync write does, first).
   static func meta(_ conn: PostgresConnection, lock: Bool = false, logger: Logger) async throws -> Meta {
-    let sql = "SELECT epoch, sequence, horizon, hlc_millis, hlc_counter FROM sync_meta WHERE id = 1" + (lock ? " FOR UPDATE" : "")
-    guard let row = try await conn.rows(PostgresQuery(unsafeSQL: sql), logger: logger).first else {
-      throw StoreError.failedPrecondition("sync_meta is missing; the database was not migrated")
-    }
+    try meta(from: try await conn.rows(PostgresQuery(unsafeSQL: metaSQL + (lock ? " FOR UPDATE" : "")), logger: logger).first)
+  }
+
+  /// The meta row as one statement outside a transaction.
+  static func meta(_ pool: PostgresPool) async throws -> Meta {
+    try meta(from: try await pool.rows(PostgresQuery(unsafeSQL: metaSQL)).first)
+  }
+
+  static let metaSQL = "SELECT epoch, sequence, horizon, hlc_millis, hlc_counter FROM sync_meta WHERE id = 1"
+
+  static func meta(from row: PostgresRandomAccessRow?) throws -> Meta {
+    guard let row else { throw StoreError.failedPrecondition("sync_meta is missing; the database was not migrated") }
     let log = SyncLogState(
       epoch: UInt32(truncatingIfNeeded: try row["epoch"].decode(Int64.self)), sequence: try row["sequence"].decode(Int64.self),
       horizon: try row["horizon"].decode(Int64.self))
@@ -527,20 +621,29 @@ final class PostgresSyncStore: SyncStore {
 /// Publishes committed batches to the feed in sequence order, as SQLite does from its single
 /// writer. A writer claims the sequence it starts from once it holds the counter row lock; a
 /// batch waits only while a local writer that started below it has not finished (its batch
-/// fills the gap, or it failed). A gap nobody local claims (another process wrote it) does not
-/// hold anything back: listeners see `after` above their position and re-read the store.
+/// fills the gap, or it failed). Batches the pump read from the table (other processes' commits,
+/// possibly including local ones) go through the same queue; a batch wholly at or below the
+/// published position is dropped, so listeners see each range once. A gap nobody fills does
+/// not hold anything back: listeners see `after` above their position and re-read the store.
 final class OrderedPublication: Sendable {
   private struct State {
     var next: UInt64 = 0
-    var published: Int64 = 0
+    var published: Int64
     var claims: [UInt64: Int64] = [:]
     var pending: [CommittedChanges] = []
   }
 
   private let feed: SyncChangeFeed
-  private let state = Mutex(State())
+  private let state: Mutex<State>
 
-  init(feed: SyncChangeFeed) { self.feed = feed }
+  /// `published`: the log head when the process started (nothing below it is published live).
+  init(feed: SyncChangeFeed, published: Int64) {
+    self.feed = feed
+    state = Mutex(State(published: published))
+  }
+
+  /// The highest sequence published (or skipped) so far.
+  var published: Int64 { state.withLock { $0.published } }
 
   /// A token for one write call (held across the pool's retries).
   func begin() -> UInt64 {
@@ -560,15 +663,39 @@ final class OrderedPublication: Sendable {
     state.withLock { s in
       s.claims[token] = nil
       if let committed { s.pending.append(committed) }
-      s.pending.sort { $0.after < $1.after }
-      // Published under the lock, so two finishing writers cannot interleave their batches.
-      while let first = s.pending.first {
-        let waiting = first.after > s.published && s.claims.values.contains { $0 < first.after }
-        if waiting { break }
+      drain(&s)
+    }
+  }
+
+  /// A batch the pump read from the table.
+  func deliver(_ changes: CommittedChanges) {
+    state.withLock { s in
+      s.pending.append(changes)
+      drain(&s)
+    }
+  }
+
+  /// Moves the published position without publishing (nobody is listening).
+  func skip(to sequence: Int64) {
+    state.withLock { s in
+      s.published = max(s.published, sequence)
+      drain(&s)
+    }
+  }
+
+  /// Publishes under the lock, so two finishing writers cannot interleave their batches.
+  private func drain(_ s: inout State) {
+    s.pending.sort { $0.after < $1.after }
+    while let first = s.pending.first {
+      if first.upTo <= s.published {
         s.pending.removeFirst()
-        s.published = max(s.published, first.upTo)
-        feed.publish(first)
+        continue
       }
+      let waiting = first.after > s.published && s.claims.values.contains { $0 < first.after }
+      if waiting { break }
+      s.pending.removeFirst()
+      s.published = max(s.published, first.upTo)
+      feed.publish(first)
     }
   }
 }

@@ -550,6 +550,18 @@ enum Migrations {
       // head is the last audit_log row, so there is nothing to create; the id keeps both
       // engines' migration lists the same.
     }
+    m.registerMigration("v10-cluster") { db in
+      // Singleton jobs' leases; expires_at is the database's clock (ms since 1970). PostgreSQL's
+      // v10 also creates rate_counters and material_blobs; one process counts rate limits in
+      // memory and keeps materials as files instead.
+      try db.execute(sql: """
+        CREATE TABLE leases (
+          name TEXT PRIMARY KEY,
+          holder TEXT NOT NULL,
+          expires_at INTEGER NOT NULL
+        )
+        """)
+    }
     return m
   }
 }

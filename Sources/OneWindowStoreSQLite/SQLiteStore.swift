@@ -18,6 +18,13 @@ public final class SQLiteStore: Store {
   public let audit: any AuditStore
   public let notifications: any NotificationStore
   public let payments: any PaymentStore
+  /// One process uses the file: nobody to ring.
+  public let doorbells: any Doorbells = SilentDoorbells()
+  public let leases: any Leases
+  /// One process: its in-memory count is the cluster's.
+  public let rateLimits: any RateLimits = InProcessRateLimits()
+  /// Files under `materials/` beside the database file.
+  public let blobs: any BlobStore
   public var inspection: any StoreInspection { SQLiteInspection(pool: pool) }
 
   /// Opens (creating if needed) and migrates the database at `path`.
@@ -43,6 +50,9 @@ public final class SQLiteStore: Store {
     audit = SQLiteAuditStore(pool: pool)
     notifications = SQLiteNotificationStore(pool: pool)
     payments = SQLitePaymentStore(pool: pool)
+    leases = SQLiteLeases(pool: pool)
+    blobs = try FileBlobStore(
+      root: ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent("materials"))
   }
 
   /// Opens `onewindow.sqlite` inside `directory`, creating the directory (mode 0700) if needed.

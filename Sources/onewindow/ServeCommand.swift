@@ -24,6 +24,12 @@ struct Serve: AsyncParsableCommand {
     help: "Base URL of the HTTP listener as payers and providers reach it (e.g. a load balancer); cashier and callback URLs are built on it. [env: ONEWINDOW_PUBLIC_HTTP_URL] (default: this node's listener)")
   var publicHttpUrl: String?
 
+  @Option(help: "This node's name in job leases and logs, unique among the processes sharing a database. [env: ONEWINDOW_NODE_ID] (default: host-pid-random)")
+  var nodeId: String?
+
+  @Option(help: "Seconds a node's lease on a singleton job (deemed acceptance, reminders, payment repair…) lasts without renewal; a dead node's jobs move within twice this. [env: ONEWINDOW_LEASE_SECONDS] (default: 15)")
+  var leaseSeconds: Int?
+
   @Option(help: "PEM certificate chain for TLS. [env: ONEWINDOW_TLS_CERT]")
   var tlsCert: String?
 
@@ -91,6 +97,9 @@ struct Serve: AsyncParsableCommand {
     if let p = httpPort ?? Environment.value("ONEWINDOW_HTTP_PORT").flatMap(Int.init) { config.httpPort = p }
     config.publicHTTPURL = publicHttpUrl ?? Environment.value("ONEWINDOW_PUBLIC_HTTP_URL")
     config.dataDirectory = data.resolvedDataDirectory
+    config.keysDirectory = data.resolvedKeysDirectory
+    if let id = nodeId ?? Environment.value("ONEWINDOW_NODE_ID") { config.nodeID = id }
+    if let s = leaseSeconds ?? Environment.value("ONEWINDOW_LEASE_SECONDS").flatMap(Int.init) { config.leaseDuration = .seconds(s) }
     config.tlsCertificatePath = tlsCert ?? Environment.value("ONEWINDOW_TLS_CERT")
     config.tlsKeyPath = tlsKey ?? Environment.value("ONEWINDOW_TLS_KEY")
     config.allowInsecure = insecure

@@ -62,6 +62,16 @@ final class SpawnedServer: Sendable {
       throw BenchError("cannot create \(logFile.path)")
     }
 
+    if databaseURL != nil {
+      // On PostgreSQL a node never makes its own keys: created first, as an operator would.
+      let keys = Process()
+      keys.executableURL = URL(fileURLWithPath: executable)
+      keys.arguments = ["keys", "create", "--keys-dir", dataDirectory.path]
+      keys.standardOutput = FileHandle.nullDevice
+      try keys.run()
+      keys.waitUntilExit()
+      guard keys.terminationStatus == 0 else { throw BenchError("onewindow keys create failed") }
+    }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = [

@@ -11,7 +11,7 @@ import OneWindowTestSupport
 @Suite struct CaseMaterialsE2ETests {
   /// Nothing kept: no blob, an empty tmp/ and no row.
   func expectNothingStored(_ env: TestEnvironment, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-    let files = env.materialFiles()
+    let files = try await env.materialFiles()
     #expect(files.topLevel == ["tmp"], "materials/ holds \(files.topLevel)", sourceLocation: sourceLocation)
     #expect(files.blobs.isEmpty, sourceLocation: sourceLocation)
     #expect(files.tmp.isEmpty, "tmp/ holds \(files.tmp)", sourceLocation: sourceLocation)
@@ -93,13 +93,13 @@ import OneWindowTestSupport
       var iterator = sent.makeAsyncIterator()
       _ = await iterator.next()
       // The server has begun writing the upload to tmp/ …
-      #expect(await eventually { !env.materialFiles().tmp.isEmpty })
+      #expect(await eventually { !env.materialDirectory().tmp.isEmpty })
       upload.cancel()
       let result = await upload.result
       holdContinuation.finish()
       #expect(throws: (any Error).self) { try result.get() }
       // … and removes it once the call is gone.
-      #expect(await eventually { env.materialFiles().tmp.isEmpty })
+      #expect(await eventually { env.materialDirectory().tmp.isEmpty })
       try await expectNothingStored(env)
     }
   }
@@ -135,7 +135,7 @@ import OneWindowTestSupport
       #expect(b.deduplicated && !c.deduplicated)
       #expect(Set([a.materialID, b.materialID, c.materialID]).count == 3)
       let sha = Hex.sha256(bytes)
-      let files = env.materialFiles()
+      let files = try await env.materialFiles()
       #expect(files.blobs == ["\(sha.prefix(2))/\(sha)"])
       #expect(files.tmp.isEmpty)
       #expect(try await env.count("materials") == 3)

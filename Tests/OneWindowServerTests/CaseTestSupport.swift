@@ -116,8 +116,19 @@ extension TestEnvironment {
     return changes
   }
 
-  /// Paths (relative to `<data>/materials`) of the stored blobs, and what `tmp/` holds.
-  func materialFiles() -> (blobs: [String], tmp: [String], topLevel: [String]) {
+  /// The stored blobs as `ab/abcdef…` (files under `<data>/materials` on SQLite, rows of
+  /// `material_blobs` on PostgreSQL), and what the node's `tmp/` holds.
+  func materialFiles() async throws -> (blobs: [String], tmp: [String], topLevel: [String]) {
+    var files = materialDirectory()
+    if engine == .postgres {
+      files.blobs = try await store.inspection.strings("SELECT DISTINCT sha256 FROM material_blobs ORDER BY sha256")
+        .map { "\($0.prefix(2))/\($0)" }
+    }
+    return files
+  }
+
+  /// What `<data>/materials` holds: blob files, `tmp/` entries, top-level names.
+  func materialDirectory() -> (blobs: [String], tmp: [String], topLevel: [String]) {
     let fm = FileManager.default
     let root = (app.config.dataDirectory as NSString).appendingPathComponent("materials")
     let top = ((try? fm.contentsOfDirectory(atPath: root)) ?? []).sorted()

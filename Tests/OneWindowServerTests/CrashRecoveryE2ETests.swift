@@ -4,6 +4,7 @@ import GRPCNIOTransportHTTP2Posix
 import OneWindowAPI
 import OneWindowClientPosix
 import OneWindowCore
+import OneWindowServer
 import Testing
 import OneWindowTestSupport
 
@@ -16,18 +17,32 @@ import Glibc
 /// The HTTP listener gets `--http-port 0` (parallel tests never collide); its port is read from
 /// the server's "serving" log line, which goes to a log file kept beside the data directory.
 final class ServerProcess: @unchecked Sendable {
-  /// The database (and data directory) every start of this server uses.
+  /// The database every start of this server uses.
   let database: TestDatabase
-  var dataDirectory: String { database.directory }
+  /// The node's data directory: the database's, unless the node has its own (several nodes on
+  /// one PostgreSQL database).
+  let dataDirectory: String
+  /// Where its keys are (several nodes share one copy).
+  let keysDirectory: String
   let port: Int
   /// The HTTP listener's port of the current run (a new one after each `start()`).
   private(set) var httpPort = 0
   private var process: Process?
   private var logFile: String?
 
-  init(database: TestDatabase) throws {
+  init(database: TestDatabase, dataDirectory: String? = nil, keysDirectory: String? = nil) throws {
     self.database = database
+    self.dataDirectory = dataDirectory ?? database.directory
+    self.keysDirectory = keysDirectory ?? self.dataDirectory
+    try FileManager.default.createDirectory(atPath: self.dataDirectory, withIntermediateDirectories: true)
     port = try Self.freePort()
+  }
+
+  /// The options that open this node's database, with its own data and keys directories.
+  var databaseArguments: [String] {
+    var arguments = database.commandLineArguments
+    if let i = arguments.firstIndex(of: "--data-dir"), i + 1 < arguments.count { arguments[i + 1] = dataDirectory }
+    return arguments + ["--keys-dir", keysDirectory]
   }
 
   /// A server on a fresh database of `engine`.
@@ -57,6 +72,8 @@ final class ServerProcess: @unchecked Sendable {
       throw RPCError(code: .failedPrecondition, message: "onewindow binary not found next to the tests: run `swift build` first or set ONEWINDOW_BINARY")
     }
     if let logFile { try? FileManager.default.removeItem(atPath: logFile) }
+    // On PostgreSQL a node never makes its own keys: created first, as an operator would.
+    if database.engine == .postgres { try ServerKeys.createMissing(in: keysDirectory) }
     let log = dataDirectory + "-\(UUID().uuidString).log"
     guard FileManager.default.createFile(atPath: log, contents: nil), let logHandle = FileHandle(forWritingAtPath: log) else {
       throw RPCError(code: .internalError, message: "cannot create \(log)")
@@ -67,7 +84,7 @@ final class ServerProcess: @unchecked Sendable {
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = [
       "serve", "--port", "\(port)", "--http-port", "0", "--log-level", "notice",
-    ] + database.commandLineArguments + extraArguments
+    ] + databaseArguments + extraArguments
     process.standardOutput = FileHandle.nullDevice
     process.standardError = logHandle
     try process.run()
@@ -116,7 +133,7 @@ final class ServerProcess: @unchecked Sendable {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: binary)
     process.arguments = ["admin", "create-user", "--role", "admin", "--username", username, "--password-stdin"]
-      + database.commandLineArguments
+      + databaseArguments
     let input = Pipe()
     process.standardInput = input
     process.standardOutput = FileHandle.nullDevice

@@ -63,6 +63,8 @@ struct TestEnvironment: Sendable {
     let clock = ManualClock()
     let dependencies: ServerDependencies
     do {
+      // On PostgreSQL a node never makes its own keys: created first, as an operator would.
+      if database.engine == .postgres { try ServerKeys.createMissing(in: config.resolvedKeysDirectory) }
       dependencies = try await ServerDependencies.build(
         config: config, database: database.choice, clock: clock, logger: logger, codeSender: codeSender)
     } catch {

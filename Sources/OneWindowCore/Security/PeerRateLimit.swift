@@ -56,3 +56,27 @@ public struct SlidingWindowLimit: Sendable {
     return String(peer[..<colon])
   }
 }
+
+/// The sliding-window estimate a shared counter uses (one row per key and fixed window rather
+/// than one per event): the events of the current window plus the previous window's, weighted
+/// by the share of it the sliding window still covers. A burst can never pass `limit` within a
+/// window; spread-out traffic is judged within a few per cent of an exact sliding window.
+public enum WindowedCount {
+  /// The fixed window holding `millis` (both in milliseconds since 1970).
+  public static func windowStart(_ millis: Int64, window: Int64) -> Int64 {
+    millis - ((millis % window) + window) % window
+  }
+
+  /// nil when one more event is allowed after `current` events in this window and `previous`
+  /// in the one before, `elapsed` (0..<1) of the way through this one; else how long until one is.
+  public static func retryAfter(previous: Int64, current: Int64, limit: Int, elapsed: Double, window: TimeInterval) -> TimeInterval? {
+    let weight = max(0, 1 - elapsed)
+    let estimate = Double(previous) * weight + Double(current)
+    guard estimate >= Double(limit) else { return nil }
+    // When this window's own events already fill the limit, only the next window helps.
+    guard current < Int64(limit), previous > 0 else { return (1 - elapsed) * window }
+    // Otherwise, when the previous window's weight has fallen far enough.
+    let needed = 1 - (Double(limit) - Double(current)) / Double(previous)
+    return max(0.001, (needed - elapsed) * window)
+  }
+}

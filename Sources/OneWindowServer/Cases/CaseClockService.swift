@@ -15,18 +15,21 @@ public struct CaseClockService: Service {
   var interval: Duration
   /// Called after a case change commits (wakes the case notifications).
   var caseChanged: @Sendable () -> Void = {}
+  /// Passes run only while this node holds the job's lease.
+  var gate: JobGate = .always
+  let wake = WakeSignal()
 
   public func run() async throws {
     await cancelWhenGracefulShutdown {
       while !Task.isCancelled {
         do {
-          _ = try await runOnce()
+          if gate.isOpen { _ = try await runOnce() }
         } catch is CancellationError {
           return
         } catch {
           logger.error("case clock failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
         }
-        try? await Task.sleep(for: interval)
+        await wake.wait(upTo: interval)
       }
     }
   }

@@ -298,7 +298,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
   func trackCase(request: Onewindow_V1_TrackCaseRequest, context: ServerContext) async throws -> Onewindow_V1_TrackCaseResponse {
     let now = clock.now()
     // Counted before the lookup (so parallel guesses cannot all pass), refunded on success.
-    try trackLimiter.admit(context, now: now)
+    let ticket = try await trackLimiter.admit(context, now: now)
     let notFound = RPCError(code: .notFound, message: "no case matches this tracking code and phone number; check both")
     guard request.phoneLast4.count == 4, request.phoneLast4.allSatisfy({ $0.isASCII && $0.isNumber }) else {
       throw ValidationError("phone_last4", "must be the last 4 digits of the applicant's mobile number")
@@ -316,7 +316,7 @@ struct CaseService: Onewindow_V1_CaseService.SimpleServiceProtocol {
       // A wrong code and a wrong phone answer alike, and both stay counted.
       throw notFound
     }
-    trackLimiter.refund(context)
+    try await trackLimiter.refund(ticket)
     let names = published.snapshot.departmentNames
     let today = CivilDate(now)
     return .with {

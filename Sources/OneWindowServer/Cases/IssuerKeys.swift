@@ -16,7 +16,7 @@ public struct IssuerKeys: Sendable {
   public static func loadOrCreate(directory: String) throws -> IssuerKeys {
     let fm = FileManager.default
     try fm.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-    let path = (directory as NSString).appendingPathComponent("issuer-ed25519.key")
+    let path = (directory as NSString).appendingPathComponent(ServerKeys.issuerFile)
     let key: Curve25519.Signing.PrivateKey
     if let data = fm.contents(atPath: path) {
       key = try Curve25519.Signing.PrivateKey(rawRepresentation: data)

@@ -1,25 +1,23 @@
 import Crypto
 import Foundation
 import OneWindowCore
+import OneWindowStore
 
-/// Content-addressed storage of uploaded materials under `<data>/materials/`: each content is
-/// stored once, at `ab/abcdef…` (its SHA-256). An upload is written to `tmp/` and moved into
-/// place only after its size, hash and leading bytes check out, so an interrupted or corrupt
-/// upload leaves nothing behind (and a crash mid-upload leaves only `tmp/` files, removed at
-/// the next start).
+/// Receives uploaded materials: an upload is written to this node's `<data>/materials/tmp/`
+/// and handed to the store's content-addressed blob store (`Store.blobs`: files beside the
+/// embedded database, a table on PostgreSQL so every node serves every upload) only after its
+/// size, hash and leading bytes check out. An interrupted or corrupt upload leaves nothing
+/// behind (a crash mid-upload leaves only `tmp/` files, removed at the next start).
 struct MaterialVault: Sendable {
-  let root: String
+  let tmp: String
+  let blobs: any BlobStore
 
-  init(dataDirectory: String) throws {
-    root = (dataDirectory as NSString).appendingPathComponent("materials")
+  init(dataDirectory: String, blobs: any BlobStore) throws {
+    tmp = (dataDirectory as NSString).appendingPathComponent("materials/tmp")
+    self.blobs = blobs
     let fm = FileManager.default
-    let tmp = (root as NSString).appendingPathComponent("tmp")
     try? fm.removeItem(atPath: tmp)
     try fm.createDirectory(atPath: tmp, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-  }
-
-  func path(sha256: String) -> String {
-    (root as NSString).appendingPathComponent("\(sha256.prefix(2))/\(sha256)")
   }
 
   /// Receives the chunks of an upload declared by `header`. Returns whether the content was
@@ -27,7 +25,7 @@ struct MaterialVault: Sendable {
   func store<Chunks: AsyncSequence>(_ header: MaterialRules.Header, chunks: Chunks) async throws -> Bool
   where Chunks.Element == Data {
     let fm = FileManager.default
-    let temp = (root as NSString).appendingPathComponent("tmp/\(ULID.make())")
+    let temp = (tmp as NSString).appendingPathComponent(ULID.make())
     guard fm.createFile(atPath: temp, contents: nil, attributes: [.posixPermissions: 0o600]),
           let handle = FileHandle(forWritingAtPath: temp)
     else { throw CocoaError(.fileWriteUnknown) }
@@ -63,28 +61,16 @@ struct MaterialVault: Sendable {
     }
     try handle.synchronize()
     try handle.close()
-    let final = path(sha256: header.sha256)
-    if fm.fileExists(atPath: final) { return true }
-    try fm.createDirectory(
-      atPath: (final as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
-      attributes: [.posixPermissions: 0o700])
-    // rename(2) within one file system is atomic: the content appears whole or not at all.
-    guard rename(temp, final) == 0 else {
-      if fm.fileExists(atPath: final) { return true }
-      throw CocoaError(.fileWriteUnknown)
-    }
     moved = true
-    return false
+    return try await !blobs.put(sha256: header.sha256, file: temp)
   }
 
-  /// Reads stored content in chunks of at most `chunkSize` bytes.
-  func read(sha256: String, chunkSize: Int = MaterialRules.maxChunkBytes, _ body: (Data) async throws -> Void) async throws {
-    guard let handle = FileHandle(forReadingAtPath: path(sha256: sha256)) else {
+  /// Reads stored content in chunks of at most 1 MiB.
+  func read(sha256: String, _ body: (Data) async throws -> Void) async throws {
+    do {
+      try await blobs.read(sha256: sha256, body)
+    } catch StoreError.notFound {
       throw PreconditionFailed("the material's content is missing from storage; ask the uploader to upload it again")
-    }
-    defer { try? handle.close() }
-    while let data = try handle.read(upToCount: chunkSize), !data.isEmpty {
-      try await body(data)
     }
   }
 }

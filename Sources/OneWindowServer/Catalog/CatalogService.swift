@@ -28,7 +28,7 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
     let department = try Department.validated(code: request.department.code, name: request.department.name)
     let saved = try await store.upsertDepartment(
       department, now: clock.now(), audit: AuditTrail.event("catalog.upsert_department", targetType: "department", targetID: department.code))
-    try await published.reload()
+    try await published.reloadAfterWrite()
     await syncPublisher.refreshLoggingFailure()
     return Onewindow_V1_Department(saved)
   }
@@ -139,7 +139,7 @@ struct CatalogService: Onewindow_V1_CatalogService.SimpleServiceProtocol {
   }
 
   func written(_ item: ServiceItem, _ what: String) async throws -> Onewindow_V1_ServiceItem {
-    try await published.reload()
+    try await published.reloadAfterWrite()
     await syncPublisher.refreshLoggingFailure()
     logger.info("catalog item \(what)", metadata: ["code": "\(item.spec.code)", "version": "\(item.version)"])
     return Onewindow_V1_ServiceItem(item, departmentName: published.snapshot.departmentNames[item.spec.departmentCode] ?? "")

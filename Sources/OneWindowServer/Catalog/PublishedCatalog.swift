@@ -1,3 +1,4 @@
+import Logging
 import Synchronization
 import OneWindowAPI
 import OneWindowCore
@@ -8,8 +9,9 @@ import OneWindowStore
 /// write reloads it after committing. Reloads are ticketed: a slower reload that started earlier
 /// never replaces a newer snapshot.
 ///
-/// Single-process only: a multi-node deployment (PostgreSQL) would reload on a change
-/// notification (LISTEN/NOTIFY) instead of after its own writes.
+/// Several nodes: a node that wrote rings the catalog doorbell (`reloadAfterWrite`); the others
+/// reload when they hear it, when their doorbell listener reconnects, and every
+/// `pollInterval` in case a doorbell was lost (the writer died between commit and ring).
 final class PublishedCatalog: Sendable {
   struct Snapshot: Sendable {
     /// Published items sorted by code (listings).
@@ -22,10 +24,56 @@ final class PublishedCatalog: Sendable {
   }
 
   private let store: any CatalogStore
+  private let doorbells: any Doorbells
+  private let logger: Logger
   private let state = Mutex<(installed: UInt64, issued: UInt64, snapshot: Snapshot)>((0, 0, Snapshot()))
+  private let following = Mutex<(token: UInt64, poll: Task<Void, Never>?)?>(nil)
 
-  init(store: any CatalogStore) {
+  /// How often a node sharing its database reloads without a doorbell.
+  static let pollInterval: Duration = .seconds(30)
+
+  init(store: any CatalogStore, doorbells: any Doorbells = SilentDoorbells(), logger: Logger = Logger(label: "onewindow")) {
     self.store = store
+    self.doorbells = doorbells
+    self.logger = logger
+  }
+
+  /// Reloads after a catalog write committed on this node, and tells the other nodes.
+  func reloadAfterWrite() async throws {
+    try await reload()
+    if doorbells.isShared { await doorbells.ring(.catalog, "") }
+  }
+
+  /// Starts following other nodes' catalog writes (nothing to follow on the embedded engine).
+  func follow() {
+    guard doorbells.isShared else { return }
+    let token = doorbells.observe(.catalog) { [weak self] _ in
+      Task { await self?.reloadLoggingFailure() }
+    }
+    let poll = Task { [weak self] in
+      while !Task.isCancelled {
+        try? await Task.sleep(for: Self.pollInterval)
+        guard !Task.isCancelled else { return }
+        await self?.reloadLoggingFailure()
+      }
+    }
+    following.withLock { $0 = (token, poll) }
+  }
+
+  /// Stops following (server shutdown).
+  func stopFollowing() {
+    guard let f = following.withLock({ f -> (token: UInt64, poll: Task<Void, Never>?)? in defer { f = nil }; return f }) else { return }
+    doorbells.cancel(f.token)
+    f.poll?.cancel()
+  }
+
+  private func reloadLoggingFailure() async {
+    do {
+      try await reload()
+    } catch {
+      logger.warning("reloading the published catalog failed; the next doorbell or poll retries",
+        metadata: ["error": "\(String(reflecting: type(of: error)))"])
+    }
   }
 
   var snapshot: Snapshot { state.withLock { $0.snapshot } }

@@ -18,8 +18,14 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
   var lockoutPolicy = LoginLockoutPolicy()
   /// Per-address limits where no account is involved yet: each code request and registration
   /// writes a row, so one caller must not be able to write them for arbitrary phones.
-  let codeRequestsPerPeer = PeerLimiter(limit: 30, window: 600, what: "login code requests")
-  let registrationsPerPeer = PeerLimiter(limit: 20, window: 3600, what: "registrations")
+  /// Counted for the cluster (`Store.rateLimits`).
+  let rateLimits: any RateLimits
+  var codeRequestsPerPeer: PeerLimiter {
+    PeerLimiter(store: rateLimits, name: "code", limit: 30, window: 600, what: "login code requests")
+  }
+  var registrationsPerPeer: PeerLimiter {
+    PeerLimiter(store: rateLimits, name: "register", limit: 20, window: 3600, what: "registrations")
+  }
 
   func registerCitizen(
     request: Onewindow_V1_RegisterCitizenRequest, context: ServerContext
@@ -28,7 +34,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
     let phone = try PhoneNumber(request.phone)
     let idNumber = try ResidentIDNumber(request.idNumber)
     if !request.password.isEmpty { try PasswordHashing.validateNewPassword(request.password) }
-    try registrationsPerPeer.admit(context, now: clock.now())
+    try await registrationsPerPeer.admit(context, now: clock.now())
     let hash = request.password.isEmpty ? nil : try await passwords.hash(request.password)
     let now = clock.now()
     let account = try await store.createAccount(NewAccount(
@@ -63,7 +69,7 @@ struct IdentityService: Onewindow_V1_IdentityService.SimpleServiceProtocol {
   ) async throws -> Onewindow_V1_RequestLoginCodeResponse {
     let phone = try PhoneNumber(request.phone)
     let now = clock.now()
-    try codeRequestsPerPeer.admit(context, now: now)
+    try await codeRequestsPerPeer.admit(context, now: now)
     let code = LoginCodePolicy.generateCode()
     // The rate limit applies to unregistered phones too, and the answer is the same either way.
     switch try await store.issueLoginCode(phone: phone.value, codeHash: OpaqueToken.hash(code), policy: codePolicy, now: now) {

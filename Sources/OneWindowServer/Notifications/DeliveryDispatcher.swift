@@ -37,6 +37,8 @@ public final class DeliveryDispatcher: Service, Sendable {
   private let wake: AsyncStream<Void>.Continuation
   private let stopping = Atomic<Bool>(false)
   private let inFlight = Atomic<Int>(0)
+  /// Sending runs only while this node holds the job's lease; the server sets it before `run()`.
+  let leaseGate = Mutex<JobGate>(.always)
 
   /// - Parameters:
   ///   - store: `store.notifications`.
@@ -78,7 +80,6 @@ public final class DeliveryDispatcher: Service, Sendable {
   /// Runs until graceful shutdown (or cancellation). Call once.
   public func run() async throws {
     await withGracefulShutdownHandler {
-      await recover()
       await loop()
     } onGracefulShutdown: {
       self.stopping.store(true, ordering: .sequentiallyConsistent)
@@ -119,8 +120,20 @@ public final class DeliveryDispatcher: Service, Sendable {
   /// nothing is due. Each finished delivery wakes the loop (a slot is free).
   private func loop() async {
     var wakeups = self.wakeups.makeAsyncIterator()
+    var holding = false
     await withDiscardingTaskGroup { group in
       while !isStopping {
+        // Deliveries left in `sending` by a node that died (or by this one's last run) are queued
+        // again when the lease is taken: no other node sends while this one holds it.
+        guard leaseGate.withLock({ $0 }).isOpen else {
+          holding = false
+          await sleep(upTo: maxIdle, wakeups: &wakeups)
+          continue
+        }
+        if !holding {
+          holding = true
+          await recover()
+        }
         var wait: Duration
         let free = maxConcurrentDeliveries - inFlight.load(ordering: .sequentiallyConsistent)
         if free > 0 {

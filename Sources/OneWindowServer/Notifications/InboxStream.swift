@@ -107,6 +107,8 @@ struct InboxStream {
               try await response.write(.with {
                 $0.heartbeat = .init(inbox: positions.inbox, topics: positions.topics, now: clock.now())
               })
+            case .push(.resynchronize):
+              try await resynchronize(&positions, token: token, response: response)
             case .push(let push):
               try await handle(push, &positions, response: response)
             }
@@ -143,6 +145,18 @@ struct InboxStream {
         try await catchUpTopic(topic, &positions, response: response)
         positions.topics[topic] = max(positions.topics[topic] ?? 0, entry.seq)
       }
+    case .inboxCommitted(let seq):
+      // Another node committed it: read the store up to it.
+      if seq > positions.inbox {
+        try await catchUpInbox(&positions, response: response)
+        positions.inbox = max(positions.inbox, seq)
+      }
+    case .topicCommitted(let topic, let seq):
+      guard let position = positions.topics[topic], seq > position else { return }
+      try await catchUpTopic(topic, &positions, response: response)
+      positions.topics[topic] = max(positions.topics[topic] ?? 0, seq)
+    case .resynchronize:
+      break  // handled by the caller, which has the hub token
     case .subscription(let topic, let cursor):
       if let cursor {
         if positions.topics[topic] == nil {

@@ -15,10 +15,13 @@ public final class NotificationScheduler: Service, Sendable {
   let logger: Logger
   let interval: Duration
   let wake: WakeSignal
+  /// Passes run only while this node holds the job's lease (so a scheduled publication is sent
+  /// once, however many nodes there are).
+  let gate: JobGate
 
   init(
     store: any Store, publisher: NotificationPublisher, reminders: DeadlineReminders, clock: any WallClock, logger: Logger,
-    interval: Duration, wake: WakeSignal
+    interval: Duration, wake: WakeSignal, gate: JobGate = .always
   ) {
     self.wake = wake
     self.store = store
@@ -27,6 +30,7 @@ public final class NotificationScheduler: Service, Sendable {
     self.clock = clock
     self.logger = logger
     self.interval = interval
+    self.gate = gate
   }
 
   public func run() async throws {
@@ -34,6 +38,10 @@ public final class NotificationScheduler: Service, Sendable {
       while !Task.isCancelled {
         var pause = self.interval
         do {
+          guard self.gate.isOpen else {
+            await self.wake.wait(upTo: pause)
+            continue
+          }
           try await self.runOnce()
           if let next = try await self.store.notifications.nextScheduled() {
             let seconds = max(0, next.timeIntervalSince(self.clock.now()))

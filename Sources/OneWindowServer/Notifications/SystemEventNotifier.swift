@@ -18,10 +18,16 @@ public final class SystemEventNotifier: Service, Sendable {
   let logger: Logger
   let interval: Duration
   let wake = WakeSignal()
+  /// Passes run only while this node holds the job's lease.
+  let gate: JobGate
 
   static let batchSize = 200
 
-  init(store: any NotificationStore, publisher: NotificationPublisher, clock: any WallClock, logger: Logger, interval: Duration = .seconds(5)) {
+  init(
+    store: any NotificationStore, publisher: NotificationPublisher, clock: any WallClock, logger: Logger, interval: Duration = .seconds(5),
+    gate: JobGate = .always
+  ) {
+    self.gate = gate
     self.store = store
     self.publisher = publisher
     self.clock = clock
@@ -36,7 +42,7 @@ public final class SystemEventNotifier: Service, Sendable {
     await cancelWhenGracefulShutdown {
       while !Task.isCancelled {
         do {
-          while try await self.runOnce() >= Self.batchSize {}
+          while self.gate.isOpen, try await self.runOnce() >= Self.batchSize {}
         } catch is CancellationError {
           return
         } catch {

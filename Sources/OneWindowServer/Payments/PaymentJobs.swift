@@ -15,8 +15,11 @@ public final class PaymentJobs: Service, Sendable {
   let clock: any WallClock
   let logger: Logger
   let wake = WakeSignal()
+  /// Passes run only while this node holds the job's lease.
+  let gate: JobGate
 
-  init(desk: PaymentDesk, settings: PaymentSettings, clock: any WallClock, logger: Logger) {
+  init(desk: PaymentDesk, settings: PaymentSettings, clock: any WallClock, logger: Logger, gate: JobGate = .always) {
+    self.gate = gate
     self.desk = desk
     self.settings = settings
     self.clock = clock
@@ -28,11 +31,17 @@ public final class PaymentJobs: Service, Sendable {
 
   public func run() async throws {
     await cancelWhenGracefulShutdown {
+      // The first pass of each holding (after a start, or after taking the lease from a node
+      // that died) checks every opened payment: that node's provider callbacks died with it.
       var first = true
       while !Task.isCancelled {
         do {
-          try await self.runOnce(startup: first)
-          first = false
+          if !self.gate.isOpen {
+            first = true
+          } else {
+            try await self.runOnce(startup: first)
+            first = false
+          }
         } catch is CancellationError {
           return
         } catch {

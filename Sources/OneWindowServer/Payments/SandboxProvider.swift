@@ -89,7 +89,7 @@ public final class SandboxProvider: PaymentProvider {
 
   /// The secret callbacks are signed with, kept in the data directory (mode 0600).
   static func loadOrCreateSecret(directory: String) throws -> String {
-    let path = (directory as NSString).appendingPathComponent("sandbox-callback.secret")
+    let path = (directory as NSString).appendingPathComponent(ServerKeys.sandboxSecretFile)
     if let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8), text.count >= 32 {
       return text.trimmingWhitespace()
     }

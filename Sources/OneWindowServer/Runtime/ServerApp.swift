@@ -30,6 +30,10 @@ public final class ServerApp: Sendable {
   public let notificationScheduler: NotificationScheduler
   public let deliveries: DeliveryDispatcher
   let hub: NotificationHub
+  let published: PublishedCatalog
+  /// Which singleton jobs this node runs (leases), and their cross-node wake-ups.
+  let jobs: ClusterJobs
+  let housekeeping: HousekeepingService
   /// The payments background job (expiry, repair, automatic refunds), public for tests.
   public let paymentJobs: PaymentJobs
   /// The sandbox provider (tests read how often it was queried).
@@ -60,9 +64,12 @@ public final class ServerApp: Sendable {
     try config.validate()
     let store = dependencies.store
     let clock = dependencies.clock
-    let published = PublishedCatalog(store: store.catalog)
+    let published = PublishedCatalog(store: store.catalog, doorbells: store.doorbells, logger: logger)
     try await published.reload()
-    let syncPublisher = CatalogSyncPublisher(published: published, store: store.sync, clock: clock, logger: logger)
+    published.follow()
+    let syncPublisher = CatalogSyncPublisher(
+      published: published, store: store.sync,
+      coordination: store.doorbells.isShared ? (store.leases, config.nodeID) : nil, clock: clock, logger: logger)
     try await syncPublisher.refresh()
     try await store.notifications.seedTemplates(SystemTemplates.all, now: clock.now())
     return try ServerApp(
@@ -80,35 +87,42 @@ public final class ServerApp: Sendable {
     let clock = dependencies.clock
     let registry = dependencies.registry
     self.database = dependencies.database
+    self.published = published
     self.config = config
     self.store = store
     self.logger = logger
     self.clock = clock
     let identity = IdentityService(
-      store: store.identity, catalog: store.catalog, codeSender: codeSender, registry: registry, clock: clock, logger: logger)
+      store: store.identity, catalog: store.catalog, codeSender: codeSender, registry: registry, clock: clock, logger: logger,
+      rateLimits: store.rateLimits)
     let catalog = CatalogService(
       store: store.catalog, published: published, syncPublisher: syncPublisher, clock: clock, logger: logger)
     let sync = SyncService(
       store: store.sync, identity: store.identity, clock: clock, settings: config.sync, shutdown: streams, logger: logger)
     let issuer = dependencies.issuer
     let trackLimiter = PeerLimiter(
-      limit: config.cases.trackFailureLimit, window: config.cases.trackFailureWindow, what: "failed progress queries")
+      store: store.rateLimits, name: "track", limit: config.cases.trackFailureLimit, window: config.cases.trackFailureWindow, what: "failed progress queries")
     let secrets = dependencies.secrets
-    let hub = NotificationHub()
+    let hub = NotificationHub(doorbells: store.doorbells)
     self.hub = hub
+    let jobs = ClusterJobs(store: store, node: config.nodeID, duration: config.leaseDuration, logger: logger)
+    self.jobs = jobs
     let webhookChannel = WebhookChannel(
       store: store.notifications, secrets: secrets, timeout: config.notifications.webhookTimeout, clock: clock, logger: logger)
     deliveries = DeliveryDispatcher(
       store: store.notifications, channels: [webhookChannel], policy: config.notifications.retry, clock: clock, logger: logger)
+    deliveries.leaseGate.withLock { $0 = JobGate(jobs: jobs, job: .deliveries) }
     let scheduled = WakeSignal()
     let publisher = NotificationPublisher(
       store: store.notifications, hub: hub, limits: config.notifications.inboxLimits,
-      deliveriesQueued: { [deliveries] in deliveries.kick() }, scheduled: { scheduled.kick() })
-    systemEvents = SystemEventNotifier(store: store.notifications, publisher: publisher, clock: clock, logger: logger)
+      deliveriesQueued: { jobs.kick(.deliveries) }, scheduled: { jobs.kick(.notificationScheduler) })
+    systemEvents = SystemEventNotifier(
+      store: store.notifications, publisher: publisher, clock: clock, logger: logger, gate: JobGate(jobs: jobs, job: .systemEvents))
     notificationScheduler = NotificationScheduler(
       store: store, publisher: publisher,
       reminders: DeadlineReminders(cases: store.cases, publisher: publisher, calendar: config.cases.calendar, logger: logger),
-      clock: clock, logger: logger, interval: config.notifications.schedulerInterval, wake: scheduled)
+      clock: clock, logger: logger, interval: config.notifications.schedulerInterval, wake: scheduled,
+      gate: JobGate(jobs: jobs, job: .notificationScheduler))
     let inbox = InboxService(
       store: store, hub: hub, sentPositions: SentPositionRecorder(store: store.notifications), settings: config.notifications,
       clock: clock, shutdown: streams, logger: logger)
@@ -120,22 +134,31 @@ public final class ServerApp: Sendable {
       logger: logger)
     let desk = PaymentDesk(
       store: store, provider: sandbox, issuer: issuer, settings: config.payments, clock: clock, logger: logger,
-      eventsQueued: { [systemEvents] in systemEvents.kick() })
-    let paymentJobs = PaymentJobs(desk: desk, settings: config.payments, clock: clock, logger: logger)
+      eventsQueued: { jobs.kick(.systemEvents) })
+    let paymentJobs = PaymentJobs(
+      desk: desk, settings: config.payments, clock: clock, logger: logger, gate: JobGate(jobs: jobs, job: .payments))
     self.paymentJobs = paymentJobs
     let payments = PaymentService(store: store, desk: desk, issuer: issuer, settings: config.payments, clock: clock, logger: logger)
     let cases = CaseService(
       store: store, published: published, issuer: issuer, settings: config.cases, trackLimiter: trackLimiter, clock: clock,
-      logger: logger, caseChanged: { [systemEvents] in systemEvents.kick(); paymentJobs.kick() })
+      logger: logger, caseChanged: { jobs.kick(.systemEvents); jobs.kick(.payments) })
     let materials = MaterialService(
-      store: store, vault: try MaterialVault(dataDirectory: config.dataDirectory), settings: config.cases, clock: clock,
+      store: store, vault: try MaterialVault(dataDirectory: config.dataDirectory, blobs: store.blobs), settings: config.cases, clock: clock,
       logger: logger)
     let certificates = CertificateService(store: store, issuer: issuer, clock: clock, logger: logger)
     let evaluations = EvaluationService(store: store, published: published, settings: config.cases, clock: clock, logger: logger)
     let audit = AuditService(store: store)
     caseClock = CaseClockService(
       store: store, calendar: config.cases.calendar, clock: clock, logger: logger, interval: config.cases.clockInterval,
-      caseChanged: { [systemEvents] in systemEvents.kick() })
+      caseChanged: { jobs.kick(.systemEvents) }, gate: JobGate(jobs: jobs, job: .caseClock))
+    housekeeping = HousekeepingService(
+      store: store, retention: config.sync.retention, clock: clock, logger: logger, gate: JobGate(jobs: jobs, job: .housekeeping))
+    jobs.register(.caseClock, wake: caseClock.wake.kick)
+    jobs.register(.housekeeping, wake: housekeeping.wake.kick)
+    jobs.register(.systemEvents, wake: systemEvents.kick)
+    jobs.register(.notificationScheduler, wake: scheduled.kick)
+    jobs.register(.payments, wake: paymentJobs.kick)
+    jobs.register(.deliveries, wake: deliveries.kick)
     let health = HealthService(services: [
       Onewindow_V1_IdentityService.descriptor.fullyQualifiedService,
       Onewindow_V1_CatalogService.descriptor.fullyQualifiedService,
@@ -237,6 +260,7 @@ public final class ServerApp: Sendable {
     health.shutDown()
     streams.close()
     hub.close()
+    published.stopFollowing()
     sandbox.shutDown()
     server.beginGracefulShutdown()
     // Otherwise the end of `serve()` stops it, once the in-flight calls have finished.
@@ -252,7 +276,9 @@ public final class ServerApp: Sendable {
         // Next, so shut down after the gRPC drain: probes see 503 during it.
         http,
         GRPCServerService(app: self),
-        HousekeepingService(store: store, retention: config.sync.retention, clock: clock, logger: logger),
+        // Before the jobs, so stopped after them: then it releases their leases.
+        jobs,
+        housekeeping,
         caseClock,
         systemEvents,
         notificationScheduler,
@@ -288,25 +314,28 @@ struct HousekeepingService: Service {
   let clock: any WallClock
   let logger: Logger
   var interval: Duration = .seconds(3600)
+  /// Passes run only while this node holds the job's lease.
+  var gate: JobGate = .always
+  let wake = WakeSignal()
 
   func run() async throws {
     await cancelWhenGracefulShutdown {
       while !Task.isCancelled {
         do {
-          try await runOnce()
+          if gate.isOpen { try await runOnce() }
         } catch is CancellationError {
           return
         } catch {
           logger.error("housekeeping failed", metadata: ["error": "\(String(reflecting: type(of: error)))"])
         }
-        try? await Task.sleep(for: interval)
+        await wake.wait(upTo: interval)
       }
     }
   }
 
   func runOnce() async throws {
     let now = clock.now()
-    let removed = try await store.identity.purgeExpired(now: now)
+    let removed = try await store.identity.purgeExpired(now: now) + store.rateLimits.purgeExpired(now: now)
     if removed > 0 { logger.info("housekeeping: removed expired credentials", metadata: ["rows": "\(removed)"]) }
     let cutoff = now.addingTimeInterval(-Double(retention.components.seconds))
     let compacted = try await store.sync.compact(before: cutoff)

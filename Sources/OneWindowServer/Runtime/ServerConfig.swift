@@ -15,6 +15,14 @@ public struct ServerConfig: Sendable {
   /// node's own listener address.
   public var publicHTTPURL: String?
   public var dataDirectory = "./onewindow-data"
+  /// Where the private keys are (`ServerKeys`); nil: the data directory.
+  public var keysDirectory: String?
+  public var resolvedKeysDirectory: String { keysDirectory ?? dataDirectory }
+  /// This node's name in job leases and logs; unique per process sharing a database.
+  public var nodeID = ServerConfig.defaultNodeID()
+  /// How long a node's lease on a singleton job lasts without renewal (renewed every third of
+  /// it): a dead holder's jobs move to another node within twice this.
+  public var leaseDuration: Duration = .seconds(15)
   public var tlsCertificatePath: String?
   public var tlsKeyPath: String?
   /// Allow plaintext on a non-loopback address (behind a TLS-terminating proxy only).
@@ -49,6 +57,8 @@ public struct ServerConfig: Sendable {
     case badHandshakeTimeout
     case badConnectionLimits(Int, Int)
     case badPublicURL(String)
+    case badNodeID(String)
+    case badLeaseDuration
 
     public var description: String {
       switch self {
@@ -62,6 +72,8 @@ public struct ServerConfig: Sendable {
       case .badConnectionLimits(let total, let perAddress):
         "--max-connections (\(total)) must be 1–1000000 and --max-connections-per-address (\(perAddress)) 1 to --max-connections"
       case .badPublicURL(let reason): "--public-http-url: \(reason)"
+      case .badNodeID(let id): "--node-id '\(id)' must be 1–64 letters, digits, '.', '_' or '-'"
+      case .badLeaseDuration: "--lease-seconds must be 1–300"
       }
     }
   }
@@ -80,6 +92,14 @@ public struct ServerConfig: Sendable {
     }
     if !usesTLS && !allowInsecure && !Self.isLoopback(host) { throw .insecureNonLoopback(host) }
     if let publicHTTPURL { _ = try Self.publicBaseURL(publicHTTPURL) }
+    guard nodeID.range(of: #"^[A-Za-z0-9._-]{1,64}$"#, options: .regularExpression) != nil else { throw .badNodeID(nodeID) }
+    guard (Duration.seconds(1)...Duration.seconds(300)).contains(leaseDuration) else { throw .badLeaseDuration }
+  }
+
+  /// The host name, the process id and a random suffix (a restarted process is a new holder).
+  public static func defaultNodeID() -> String {
+    let host = ProcessInfo.processInfo.hostName.filter { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "." }.prefix(40)
+    return "\(host.isEmpty ? "node" : String(host))-\(ProcessInfo.processInfo.processIdentifier)-\(UInt16.random(in: 0...UInt16.max))"
   }
 
   /// `text` as a base URL to append paths to: http or https with a host, an optional port and

@@ -22,14 +22,17 @@ public struct ServerDependencies: Sendable {
 
   public var store: any Store { database.store }
 
-  /// Opens the database and loads (creating on first start) the keys in `config.dataDirectory`.
+  /// Opens the database and loads the keys from `config.keysDirectory`: created on first start
+  /// for the embedded engine, required on PostgreSQL (see `ServerKeys`).
   public static func build(
     config: ServerConfig, database: DatabaseChoice, clock: any WallClock = SystemClock(), logger: Logger,
     codeSender: (any LoginCodeSender)? = nil, registry: any IdentityRegistry = SimulatedPopulationRegistry()
   ) async throws -> ServerDependencies {
-    let issuer = try IssuerKeys.loadOrCreate(directory: config.dataDirectory)
-    let secrets = try SecretBox.loadOrCreate(directory: config.dataDirectory)
-    let sandboxSecret = try SandboxProvider.loadOrCreateSecret(directory: config.dataDirectory)
+    let keys = config.resolvedKeysDirectory
+    if case .postgres = database { try ServerKeys.requireAll(in: keys) }
+    let issuer = try IssuerKeys.loadOrCreate(directory: keys)
+    let secrets = try SecretBox.loadOrCreate(directory: keys)
+    let sandboxSecret = try SandboxProvider.loadOrCreateSecret(directory: keys)
     let opened = try await OpenedDatabase.open(database, logger: logger)
     return ServerDependencies(
       database: opened, clock: clock, codeSender: codeSender, registry: registry, issuer: issuer, secrets: secrets,

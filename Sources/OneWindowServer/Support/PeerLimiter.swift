@@ -1,32 +1,47 @@
 import Foundation
 import GRPCCore
 import OneWindowCore
-import Synchronization
+import OneWindowStore
 
-/// A sliding-window limit per caller address, shared by every call to one server process.
-/// Behind a proxy every caller shares the proxy's address, so the limits are generous.
-final class PeerLimiter: Sendable {
-  private let state: Mutex<SlidingWindowLimit>
-  private let what: String
+/// A sliding-window limit per caller address, counted by the store for every node sharing the
+/// database (`RateLimits`), so a cluster of N nodes admits what one node would. Behind a proxy
+/// every caller shares the proxy's address, so the limits are generous.
+struct PeerLimiter: Sendable {
+  let store: any RateLimits
+  /// Namespaces this limit's keys (`code`, `register`, `track`).
+  let name: String
+  let limit: Int
+  let window: TimeInterval
+  let what: String
 
-  init(limit: Int, window: TimeInterval, what: String) {
-    state = Mutex(SlidingWindowLimit(limit: limit, window: window))
+  init(store: any RateLimits, name: String, limit: Int, window: TimeInterval, what: String) {
+    self.store = store
+    self.name = name
+    self.limit = limit
+    self.window = window
     self.what = what
   }
 
   /// Counts one call from the context's peer, or throws RESOURCE_EXHAUSTED with `retry-after`.
-  func admit(_ context: ServerContext, now: Date) throws {
-    let key = SlidingWindowLimit.peerAddress(context.remotePeer)
-    if let wait = state.withLock({ $0.acquire(key, now: now) }) {
+  /// Returns the ticket `refund` takes.
+  @discardableResult
+  func admit(_ context: ServerContext, now: Date) async throws -> Ticket {
+    let key = name + ":" + SlidingWindowLimit.peerAddress(context.remotePeer)
+    if let wait = try await store.take(key, limit: limit, window: window, now: now) {
       throw RateLimited.error("too many \(what) from this address", retryAfter: wait)
     }
+    return Ticket(key: key, at: now)
   }
 
   /// Takes back the call `admit` counted (pair them to limit failed attempts only: admit
   /// before the work, refund when it succeeded).
-  func refund(_ context: ServerContext) {
-    let key = SlidingWindowLimit.peerAddress(context.remotePeer)
-    state.withLock { $0.refund(key) }
+  func refund(_ ticket: Ticket) async throws {
+    try await store.giveBack(ticket.key, window: window, takenAt: ticket.at)
+  }
+
+  struct Ticket: Sendable {
+    var key: String
+    var at: Date
   }
 }
 

@@ -9,17 +9,29 @@ import SwiftProtobuf
 /// any difference left by a crash between a catalog write and its sync publish).
 ///
 /// Refreshes run one after another, each reading the latest installed snapshot, so a slow
-/// earlier refresh can never overwrite a newer one.
+/// earlier refresh can never overwrite a newer one. Across nodes sharing a database, a refresh
+/// holds the `catalog-sync` lease and reloads the snapshot under it: a node whose snapshot
+/// predates another node's write can then never publish after (and over) that node's refresh.
 actor CatalogSyncPublisher {
   let published: PublishedCatalog
   let store: any SyncStore
+  let coordination: (leases: any Leases, node: String)?
   let clock: any WallClock
   let logger: Logger
   private var last: Task<Void, any Error>?
 
-  init(published: PublishedCatalog, store: any SyncStore, clock: any WallClock, logger: Logger) {
+  /// The lease serializing refreshes across nodes, and how long one may hold it.
+  static let lease = "catalog-sync"
+  static let leaseDuration: Duration = .seconds(30)
+
+  /// `coordination`: the leases and this node's id when other nodes share the database.
+  init(
+    published: PublishedCatalog, store: any SyncStore, coordination: (leases: any Leases, node: String)? = nil, clock: any WallClock,
+    logger: Logger
+  ) {
     self.published = published
     self.store = store
+    self.coordination = coordination
     self.clock = clock
     self.logger = logger
   }
@@ -52,7 +64,25 @@ actor CatalogSyncPublisher {
   }()
 
   private func publishSnapshot() async throws {
-    let snapshot = published.snapshot
+    guard let (leases, node) = coordination else { return try await publish(published.snapshot) }
+    let holder = "\(node)/\(UInt64.random(in: 0...UInt64.max))"
+    let deadline = ContinuousClock.now + Self.leaseDuration
+    while try await !leases.acquire(Self.lease, holder: holder, for: Self.leaseDuration) {
+      // Another node is refreshing; a node that died holding it is waited out.
+      guard ContinuousClock.now < deadline else { throw StoreError.failedPrecondition("another node holds the catalog-sync lease") }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    do {
+      try await published.reload()
+      try await publish(published.snapshot)
+    } catch {
+      try? await leases.release(Self.lease, holder: holder)
+      throw error
+    }
+    try await leases.release(Self.lease, holder: holder)
+  }
+
+  private func publish(_ snapshot: PublishedCatalog.Snapshot) async throws {
     var records: [String: [String: SyncValue]] = [:]
     for item in snapshot.published {
       guard let message = snapshot.messages[item.spec.code] else { continue }
