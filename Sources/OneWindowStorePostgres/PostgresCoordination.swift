@@ -115,6 +115,8 @@ final class PostgresDoorbells: Doorbells {
   }
 
   private func listenLoop() async {
+    // Let the client's run() start first (leasing before it only waits, but logs a warning).
+    try? await Task.sleep(for: .milliseconds(20))
     var pause: Duration = .milliseconds(100)
     while !Task.isCancelled {
       do {

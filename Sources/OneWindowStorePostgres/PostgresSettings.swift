@@ -31,45 +31,36 @@ public struct PostgresSettings: Sendable, Equatable {
   public var maximumConnections: Int
   /// Where the doorbell listener (one LISTEN connection per process) connects instead of
   /// `host`/`port`: a transaction-pooling proxy in front of the database breaks LISTEN, so a
-  /// deployment behind one points this at the database itself (`--database-listen-url`).
-  public var listener: Listener?
+  /// deployment behind one points this at the database itself (`--database-listen-url`). Only
+  /// its connection fields are used; the schema is this one's.
+  public var listener: PostgresSettings? {
+    get { listenerBox?.settings }
+    set { listenerBox = newValue.map(ListenerBox.init) }
+  }
+  private var listenerBox: ListenerBox?
 
-  /// The connection fields of a second URL (its schema and pool size are this one's).
-  public struct Listener: Sendable, Equatable {
-    public var host: String
-    public var port: Int
-    public var username: String
-    public var password: String?
-    public var database: String
-    public var tlsMode: TLSMode
-    public var rootCertificatePath: String?
+  /// Boxed, since a struct cannot hold itself.
+  final class ListenerBox: Sendable, Equatable {
+    let settings: PostgresSettings
+    init(_ settings: PostgresSettings) { self.settings = settings }
+    static func == (a: ListenerBox, b: ListenerBox) -> Bool { a.settings == b.settings }
   }
 
   /// Sets `listener` from a URL of the same form as the database URL (the password file, when
   /// given, applies to it too).
   public mutating func setListenURL(_ url: String, passwordFile: String? = nil) throws {
-    let other = try PostgresSettings(url: url, passwordFile: passwordFile)
-    listener = Listener(
-      host: other.host, port: other.port, username: other.username, password: other.password, database: other.database,
-      tlsMode: other.tlsMode, rootCertificatePath: other.rootCertificatePath)
+    listener = try PostgresSettings(url: url, passwordFile: passwordFile)
   }
 
   /// The settings of the doorbell listener's own client: `listener`'s endpoint, one connection.
   var listenerSettings: PostgresSettings {
-    var settings = self
-    if let listener {
-      settings.host = listener.host
-      settings.port = listener.port
-      settings.username = listener.username
-      settings.password = listener.password
-      settings.database = listener.database
-      settings.tlsMode = listener.tlsMode
-      settings.rootCertificatePath = listener.rootCertificatePath
-    }
+    var settings = listener ?? self
+    settings.schema = schema
     settings.listener = nil
     settings.maximumConnections = 1
     return settings
   }
+
 
   public struct InvalidURL: Error, CustomStringConvertible {
     public let description: String
@@ -101,7 +92,7 @@ public struct PostgresSettings: Sendable, Equatable {
     self.rootCertificatePath = nil
     self.schema = nil
     self.maximumConnections = 20
-    self.listener = nil
+    self.listenerBox = nil
     for item in components.queryItems ?? [] {
       let value = item.value ?? ""
       switch item.name {

@@ -51,6 +51,8 @@ enum ProcCPU {
 struct CPUProbe: Sendable {
   /// The OneWindow server; nil when its pid is unknown.
   var serverPID: Int32?
+  /// Further nodes of the same server (several nodes on one database): their CPU is added.
+  var otherServerPIDs: [Int32] = []
   /// Also sum every `postgres` process on this machine.
   var postgres: Bool
 
@@ -60,7 +62,12 @@ struct CPUProbe: Sendable {
   }
 
   func snapshot() -> Snapshot {
-    var snapshot = Snapshot(server: serverPID.flatMap { ProcCPU.times(pid: $0)?.own })
+    var snapshot = Snapshot(server: serverPID.flatMap { first in
+      ([first] + otherServerPIDs).reduce(UInt64?(0)) { sum, pid in
+        guard let sum, let own = ProcCPU.times(pid: pid)?.own else { return nil }
+        return sum + own
+      }
+    })
     if postgres {
       for pid in ProcCPU.postgresPIDs() {
         if let times = ProcCPU.times(pid: pid) { snapshot.postgres[pid] = times }

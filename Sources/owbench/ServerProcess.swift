@@ -46,8 +46,10 @@ final class SpawnedServer: Sendable {
 
   /// Starts the server and waits (at most `readyTimeout`) until health Check answers SERVING and
   /// the log names the HTTP port.
+  /// `keys`: another spawned server's data directory whose keys this one shares (several nodes
+  /// on one database); nil: its own, created here on PostgreSQL.
   static func start(
-    executable: String, databaseURL: String? = nil, readyTimeout: Duration = .seconds(60)
+    executable: String, databaseURL: String? = nil, keys: URL? = nil, nodeID: String? = nil, readyTimeout: Duration = .seconds(60)
   ) async throws -> SpawnedServer {
     guard FileManager.default.isExecutableFile(atPath: executable) else {
       throw BenchError("--spawn: '\(executable)' is not an executable file")
@@ -62,7 +64,7 @@ final class SpawnedServer: Sendable {
       throw BenchError("cannot create \(logFile.path)")
     }
 
-    if databaseURL != nil {
+    if databaseURL != nil, keys == nil {
       // On PostgreSQL a node never makes its own keys: created first, as an operator would.
       let keys = Process()
       keys.executableURL = URL(fileURLWithPath: executable)
@@ -76,7 +78,10 @@ final class SpawnedServer: Sendable {
     process.executableURL = URL(fileURLWithPath: executable)
     process.arguments = [
       "serve", "--host", "127.0.0.1", "--port", "\(port)", "--http-port", "0", "--data-dir", dataDirectory.path, "--demo",
-    ] + (databaseURL.map { ["--database-url", $0] } ?? [])
+    ]
+    if let databaseURL { process.arguments? += ["--database-url", databaseURL] }
+    if let keys { process.arguments? += ["--keys-dir", keys.path] }
+    if let nodeID { process.arguments? += ["--node-id", nodeID] }
     process.standardInput = FileHandle.nullDevice
     process.standardOutput = FileHandle.nullDevice  // the demo account passwords
     process.standardError = try FileHandle(forWritingTo: logFile)
@@ -130,7 +135,7 @@ final class SpawnedServer: Sendable {
 
   /// SIGTERM, then wait up to 15 s for the graceful shutdown; SIGKILL after that.
   func stop(removeData: Bool = true) async {
-    defer { spawnedServerPID.store(0, ordering: .relaxed) }
+    defer { Self.forget(pid: pid) }
     if process.isRunning {
       kill(pid, SIGTERM)
       let clock = ContinuousClock()
@@ -151,14 +156,20 @@ final class SpawnedServer: Sendable {
   /// If owbench gets SIGINT or SIGTERM while the server runs, pass SIGTERM on to the server
   /// and exit (the temporary data directory stays behind).
   private static func terminateOnSignal(pid: Int32) {
-    spawnedServerPID.store(pid, ordering: .relaxed)
+    for slot in 0..<spawnedServerSlots where spawnedServerPIDs[slot] == 0 {
+      spawnedServerPIDs[slot] = pid
+      break
+    }
     let handler: @convention(c) (Int32) -> Void = { signal in
-      let pid = spawnedServerPID.load(ordering: .relaxed)
-      if pid > 0 { kill(pid, SIGTERM) }
+      for slot in 0..<spawnedServerSlots where spawnedServerPIDs[slot] > 0 { kill(spawnedServerPIDs[slot], SIGTERM) }
       _exit(128 + signal)
     }
     signal(SIGINT, handler)
     signal(SIGTERM, handler)
+  }
+
+  private static func forget(pid: Int32) {
+    for slot in 0..<spawnedServerSlots where spawnedServerPIDs[slot] == pid { spawnedServerPIDs[slot] = 0 }
   }
 
   /// The port in the `http-address=HOST:PORT` field of the server's "serving" log line.
@@ -180,7 +191,14 @@ final class SpawnedServer: Sendable {
 }
 
 /// The spawned server's PID for the signal handler (async-signal-safe: a lock-free atomic).
-private let spawnedServerPID = Atomic<Int32>(0)
+/// The spawned servers' pids, for the signal handler (plain stores and loads of Int32 slots,
+/// which a signal handler may read; slots are taken and freed by owbench's one setup path).
+private let spawnedServerSlots = 16
+nonisolated(unsafe) private let spawnedServerPIDs: UnsafeMutablePointer<Int32> = {
+  let slots = UnsafeMutablePointer<Int32>.allocate(capacity: spawnedServerSlots)
+  slots.initialize(repeating: 0, count: spawnedServerSlots)
+  return slots
+}()
 
 /// A TCP port that was free a moment ago: bind 127.0.0.1:0, read the port back, close.
 func freeLoopbackPort() throws -> Int {

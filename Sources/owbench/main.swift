@@ -102,6 +102,9 @@ struct OWBench: AsyncParsableCommand {
   @Option(help: "With --spawn: also run every scenario against a second spawned server on this PostgreSQL database (postgres://user:password@host:port/database?sslmode=…), in a new schema owbench_<random>, and compare. [env: OWBENCH_DATABASE_URL]")
   var databaseURL: String?
 
+  @Option(help: "With --database-url: how many nodes the PostgreSQL run starts on the one database (1–8); the connections are spread over them round-robin, and srv CPU is their sum. The SQLite run stays one node.")
+  var nodes = 1
+
   @Option(help: "With --database-url: the PostgreSQL settings the figures were measured with, printed verbatim beside them; state fsync and synchronous_commit (e.g. \"fsync=on, synchronous_commit=on\").")
   var databaseSettingsNote: String?
 
@@ -124,6 +127,10 @@ struct OWBench: AsyncParsableCommand {
     guard notifyAccounts >= 1 else { throw ValidationError("--notify-accounts must be at least 1") }
     guard maxStreamsPerAccount >= 1 else { throw ValidationError("--max-streams-per-account must be at least 1") }
     guard (1...1_000_000).contains(payCases) else { throw ValidationError("--pay-cases must be 1–1000000") }
+    guard (1...8).contains(nodes) else { throw ValidationError("--nodes must be 1–8") }
+    if nodes > 1, resolvedDatabaseURL == nil || spawn == nil {
+      throw ValidationError("--nodes needs --spawn and --database-url: several nodes share one PostgreSQL database")
+    }
     _ = try selectedScenarios()
     if spawn != nil, server != nil || serverPid != nil {
       throw ValidationError("--spawn starts its own server: don't combine it with --server or --server-pid")
@@ -189,7 +196,7 @@ struct OWBench: AsyncParsableCommand {
       print(try encodeJSON(both))
     } else {
       var out = "=== SQLite (embedded) ===\n\n" + textReport(sqlite)
-      out += "\n=== PostgreSQL (schema \(schema)) ===\n\n" + textReport(postgres)
+      out += "\n=== PostgreSQL (schema \(schema)\(nodes > 1 ? ", \(nodes) nodes" : "")) ===\n\n" + textReport(postgres)
       out += "\n" + TextReport.comparison(both)
       print(out, terminator: "")
     }
@@ -200,12 +207,31 @@ struct OWBench: AsyncParsableCommand {
   /// against it and stops it.
   private func benchOnce(_ settings: BenchSettings, database: SpawnDatabase?) async throws -> BenchReport {
     var spawned: SpawnedServer?
+    /// The other nodes of a PostgreSQL run with --nodes (sharing the first one's keys).
+    var others: [SpawnedServer] = []
     if let spawn {
-      progress("starting \(spawn)\(database == nil ? "" : " on PostgreSQL") …")
-      spawned = try await SpawnedServer.start(executable: spawn, databaseURL: database?.url)
+      let count = database == nil ? 1 : nodes
+      progress("starting \(spawn)\(database == nil ? "" : " on PostgreSQL")\(count > 1 ? " (\(count) nodes)" : "") …")
+      let first = try await SpawnedServer.start(executable: spawn, databaseURL: database?.url, nodeID: count > 1 ? "bench-0" : nil)
+      spawned = first
+      do {
+        for n in 1..<count {
+          others.append(try await SpawnedServer.start(
+            executable: spawn, databaseURL: database?.url, keys: first.dataDirectory, nodeID: "bench-\(n)"))
+        }
+      } catch {
+        for server in others { await server.stop() }
+        await first.stop()
+        throw error
+      }
     }
     let address = spawned?.address ?? server ?? ProcessInfo.processInfo.environment["OWBENCH_SERVER"] ?? "127.0.0.1:50051"
+    let addresses = [address] + others.map(\.address)
     let pid = spawned?.pid ?? serverPid
+    func stopAll() async {
+      for server in others { await server.stop() }
+      await spawned?.stop()
+    }
     NotifyBench.configure {
       $0.address = address
       $0.gzip = gzip
@@ -220,7 +246,7 @@ struct OWBench: AsyncParsableCommand {
       do {
         try await NotifyBench.provisionAdmin(executable: spawn, server: spawned)
       } catch {
-        await spawned.stop()
+        await stopAll()
         throw error
       }
     }
@@ -228,13 +254,14 @@ struct OWBench: AsyncParsableCommand {
     var report: BenchReport
     do {
       report = try await Bench(
-        settings: settings, address: address, pid: pid, spawned: spawned != nil, measurePostgres: database != nil
+        settings: settings, addresses: addresses, pid: pid, otherPIDs: others.map(\.pid), spawned: spawned != nil,
+        measurePostgres: database != nil
       ).run()
     } catch {
-      await spawned?.stop()
+      await stopAll()
       throw error
     }
-    await spawned?.stop()
+    await stopAll()
     if spawned != nil {
       report.conditions.database = database == nil ? "sqlite" : "postgresql"
       report.conditions.postgresSchema = database?.schema
@@ -309,15 +336,19 @@ struct BenchSettings: Sendable {
 /// sampling the server's memory.
 struct Bench: Sendable {
   let settings: BenchSettings
-  let address: String
+  /// The nodes' addresses; connections are spread over them round-robin (setups use the first).
+  let addresses: [String]
+  var address: String { addresses[0] }
   let pid: Int32?
+  /// The other nodes' pids: their CPU is added to the first one's.
+  var otherPIDs: [Int32] = []
   let spawned: Bool
   /// Also measure the CPU of every `postgres` process (the server runs on PostgreSQL here).
   var measurePostgres = false
 
   func run() async throws -> BenchReport {
-    let options = try ConnectionOptions(server: address, gzip: settings.gzip)
-    try await checkServing(options)
+    let nodeOptions = try addresses.map { try ConnectionOptions(server: $0, gzip: settings.gzip) }
+    for options in nodeOptions { try await checkServing(options) }
 
     var memory = MemoryReport(pid: pid)
     if let pid {
@@ -325,8 +356,8 @@ struct Bench: Sendable {
       if memory.idleRSSBytes == nil { progress("warning: cannot read /proc/\(pid)/status; memory will not be reported") }
     }
 
-    let clients = try (0..<settings.connections).map { _ in
-      BenchClient(transport: try options.makeTransport())
+    let clients = try (0..<settings.connections).map { i in
+      BenchClient(transport: try nodeOptions[i % nodeOptions.count].makeTransport())
     }
     let runs = try await withThrowingTaskGroup(of: Void.self) { group in
       for client in clients { group.addTask { try await client.runConnections() } }
@@ -350,7 +381,7 @@ struct Bench: Sendable {
     let rows = summary ?? SummaryRow.medians(of: runs)
     return BenchReport(
       conditions: Conditions(
-        server: address, spawned: spawned, concurrency: settings.concurrency, connections: settings.connections,
+        server: addresses.joined(separator: ","), spawned: spawned, concurrency: settings.concurrency, connections: settings.connections,
         warmupSeconds: settings.load.warmup.seconds, durationSeconds: settings.load.duration.seconds,
         runs: settings.runs, scenarios: settings.scenarios.map(\.name),
         concurrencyOverrides: settings.activeOverrides.filter { $0.value != settings.concurrency }, gzip: settings.gzip,
@@ -377,7 +408,7 @@ struct Bench: Sendable {
       }
     }
 
-    let cpu = CPUProbe(serverPID: pid, postgres: measurePostgres)
+    let cpu = CPUProbe(serverPID: pid, otherServerPIDs: otherPIDs, postgres: measurePostgres)
     if let pid, ProcCPU.times(pid: pid) == nil {
       progress("warning: cannot read /proc/\(pid)/stat; server CPU will not be reported")
     }
@@ -439,11 +470,11 @@ struct Bench: Sendable {
         try await Grpc_Health_V1_Health.Client(wrapping: client)
           .check(Grpc_Health_V1_HealthCheckRequest(), options: callOptions).status
       }
-      guard status == .serving else { throw BenchError("the server at \(address) reports health status \(status)") }
+      guard status == .serving else { throw BenchError("the server at \(options.display) reports health status \(status)") }
     } catch let error as BenchError {
       throw error
     } catch {
-      throw BenchError("cannot reach a OneWindow server at \(address): \(error)")
+      throw BenchError("cannot reach a OneWindow server at \(options.display): \(error)")
     }
   }
 }

@@ -170,10 +170,11 @@ import OneWindowTestSupport
       await a.doorbells.ring(.catalog, "revision 7")
       await a.doorbells.ring(.sync, "not for catalog observers")
       try await waitUntil { heardByB.log.withLock { $0.contains("revision 7") } }
-      #expect(heardByB.log.withLock { $0.compactMap { $0 } } == ["revision 7"])
+      // (Probes rung while waiting may still arrive.)
+      #expect(heardByB.log.withLock { $0.compactMap { $0 }.filter { $0 != "probe" } } == ["revision 7"])
       // A node does not hear itself.
       try await Task.sleep(for: .milliseconds(200))
-      #expect(heardByA.log.withLock { $0.compactMap { $0 } }.isEmpty)
+      #expect(heardByA.log.withLock { $0.compactMap { $0 }.filter { $0 != "probe" } }.isEmpty)
       // Too long for one doorbell: not sent (the other nodes find the change by polling).
       await a.doorbells.ring(.catalog, String(repeating: "x", count: DoorbellTopic.maxPayloadBytes + 1))
       await a.doorbells.ring(.catalog, String(repeating: "y", count: DoorbellTopic.maxPayloadBytes))
