@@ -180,7 +180,7 @@ struct Serve: AsyncParsableCommand {
       // Tests and owbench that spawn the server pass --http-port 0 and read the bound port here.
       logger.notice("serving", metadata: [
         "address": "\(config.host):\(port)", "http-address": "\(config.host):\(httpPort)", "tls": "\(config.usesTLS)",
-        "data-dir": "\(config.dataDirectory)", "database": "\(dependencies.database)",
+        "data-dir": "\(config.dataDirectory)", "database": "\(dependencies.database)", "node": "\(config.nodeID)",
       ])
       try await group.waitForAll()
     }

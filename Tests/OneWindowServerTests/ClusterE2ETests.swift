@@ -25,10 +25,14 @@ final class Cluster: @unchecked Sendable {
   static let adminName = "cluster-admin"
   static let adminPassword = "Admin-pass-12345"
 
-  /// Starts `count` nodes on a fresh database; `extraArguments` go to every node.
-  static func start(_ count: Int = 3, extraArguments: [String] = []) async throws -> Cluster {
-    let database = try await TestDatabase.create(.postgres)
-    let keys = database.directory + "/keys"
+  /// The keys directory of a cluster on `database`.
+  static func keys(of database: TestDatabase) -> String { database.directory + "/keys" }
+
+  /// Starts `count` nodes on a fresh database (or on `existing`); `extraArguments` go to every node.
+  static func start(_ count: Int = 3, on existing: TestDatabase? = nil, extraArguments: [String] = []) async throws -> Cluster {
+    let database: TestDatabase
+    if let existing { database = existing } else { database = try await TestDatabase.create(.postgres) }
+    let keys = keys(of: database)
     try ServerKeys.createMissing(in: keys)
     var nodes: [ServerProcess] = []
     for i in 0..<count {
@@ -497,6 +501,50 @@ struct ClusterE2ETests {
     #expect(audit.status == 0, "audit verify: \(audit.output)")
     let payments = try PaymentCrashE2ETests.runCLI(["payments", "check"] + cluster.nodes[0].databaseArguments)
     #expect(payments.status == 0, "payments check: \(payments.output)")
+    await cluster.stop()
+  }
+
+  /// M3: a payment the provider took while no node heard of it (its callbacks were lost) is
+  /// repaired once: the node holding the payments lease asks the provider and captures it; the
+  /// ledger has one capture and checks out.
+  @Test func aStuckPaymentIsRepairedOnce() async throws {
+    let database = try await TestDatabase.create(.postgres)
+    try ServerKeys.createMissing(in: Cluster.keys(of: database))
+    // Phase 1 (in process, no background jobs): pay; the provider's callback is held back, so our
+    // side stays `submitted` while the provider's books say "paid".
+    let paymentID = try await TestEnvironment.run(
+      configure: {
+        $0.payments.sandboxCallbackDelay = .seconds(3600)
+        $0.keysDirectory = Cluster.keys(of: database)
+      }, database: database
+    ) { env in
+      let w = try await PaymentWorld.make(env, start: Date())
+      let (_, order) = try await w.orderedCase()
+      let payment = try await w.pay(order)
+      #expect(try await w.authorise(payment).status == 202)
+      #expect(try await w.payment(payment.id).state != .success)
+      return payment.id
+    }
+    // Phase 2: three nodes; the lease holder's first payments pass queries the provider.
+    let cluster = try await Cluster.start(on: database, extraArguments: ["--sandbox-callback-delay-seconds", "3600"])
+    defer { Task { await cluster.stop() } }
+    try await cluster.withClients { c in
+      let admin = try await admin(c[2])
+      var state = Onewindow_V1_PaymentState.unspecified
+      try await within(.seconds(30), "the stuck payment is repaired") {
+        state = try await c[2].payments.getPayment(.with { $0.paymentID = paymentID }, metadata: bearer(admin)).state
+        return state == .success
+      }
+      try await Task.sleep(for: .seconds(2))
+      for node in 0..<3 {
+        let payment = try await c[node].payments.getPayment(.with { $0.paymentID = paymentID }, metadata: bearer(admin))
+        #expect(payment.state == .success && !payment.receiptNumber.isEmpty)
+      }
+      let ledger = try await c[1].payments.checkLedger(.init(), metadata: bearer(admin))
+      #expect(ledger.violations.isEmpty && ledger.transactions == 1, "one capture: \(ledger.transactions) transactions")
+    }
+    let check = try PaymentCrashE2ETests.runCLI(["payments", "check"] + cluster.nodes[0].databaseArguments)
+    #expect(check.status == 0 && check.output.contains("ledger OK"))
     await cluster.stop()
   }
 }

@@ -101,7 +101,8 @@ public final class ServerApp: Sendable {
       store: store.sync, identity: store.identity, clock: clock, settings: config.sync, shutdown: streams, logger: logger)
     let issuer = dependencies.issuer
     let trackLimiter = PeerLimiter(
-      store: store.rateLimits, name: "track", limit: config.cases.trackFailureLimit, window: config.cases.trackFailureWindow, what: "failed progress queries")
+      store: store.rateLimits, name: "track", limit: config.cases.trackFailureLimit, window: config.cases.trackFailureWindow,
+      what: "failed progress queries")
     let secrets = dependencies.secrets
     let hub = NotificationHub(doorbells: store.doorbells)
     self.hub = hub
@@ -143,8 +144,8 @@ public final class ServerApp: Sendable {
       store: store, published: published, issuer: issuer, settings: config.cases, trackLimiter: trackLimiter, clock: clock,
       logger: logger, caseChanged: { jobs.kick(.systemEvents); jobs.kick(.payments) })
     let materials = MaterialService(
-      store: store, vault: try MaterialVault(dataDirectory: config.dataDirectory, blobs: store.blobs), settings: config.cases, clock: clock,
-      logger: logger)
+      store: store, vault: try MaterialVault(dataDirectory: config.dataDirectory, blobs: store.blobs), settings: config.cases,
+      clock: clock, logger: logger)
     let certificates = CertificateService(store: store, issuer: issuer, clock: clock, logger: logger)
     let evaluations = EvaluationService(store: store, published: published, settings: config.cases, clock: clock, logger: logger)
     let audit = AuditService(store: store)
