@@ -547,4 +547,35 @@ struct ClusterE2ETests {
     #expect(check.status == 0 && check.output.contains("ledger OK"))
     await cluster.stop()
   }
+
+  /// M3: 50 case transitions give 50 webhooks, none twice. The cases move through a fourth,
+  /// in-process server on the same database (it runs no background jobs); the three nodes'
+  /// system-event job turns the transitions into deliveries and their delivery job sends them,
+  /// each on the one node holding its lease, woken by the fourth server's doorbells.
+  @Test func fiftyCaseTransitionsGiveFiftyWebhooksOnce() async throws {
+    let receiver = try await WebhookReceiver.start()
+    defer { Task { await receiver.stop() } }
+    let cluster = try await Cluster.start(extraArguments: ["--allow-loopback-webhooks"])
+    defer { Task { await cluster.stop() } }
+    try await TestEnvironment.run(
+      configure: {
+        $0.notifications.allowLoopbackHTTPWebhooks = true
+        $0.keysDirectory = Cluster.keys(of: cluster.database)
+      }, database: cluster.database
+    ) { env in
+      let world = try await CaseWorld.make(env, start: Date())
+      _ = try await env.notifyAPI.addWebhook(.with {
+        $0.url = receiver.url
+        $0.eventTypes = ["case.transition"]
+      }, metadata: bearer(world.admin))
+      // Each submission is two transitions: submitted, then pending acceptance.
+      for n in 0..<25 { _ = try await world.submitCase(shopName: "集群面馆\(n)") }
+      try await within(.seconds(60), "50 webhooks arrive") { receiver.requests.count >= 50 }
+      try await Task.sleep(for: .seconds(2))
+      let events = receiver.requests.compactMap { $0.header("OneWindow-Event-Id") }
+      #expect(events.count == 50)
+      #expect(Set(events).count == 50, "no transition delivered twice")
+    }
+    await cluster.stop()
+  }
 }
