@@ -215,6 +215,44 @@ import OneWindowTestSupport
   }
 }
 
+extension SharedDatabaseTests {
+  /// M5: a node whose listening connection is cut (a database restart, a proxy dropping it)
+  /// listens again, tells its observers they may have missed doorbells (nil), hears the next
+  /// ones, and its sync feed still gets what was committed while it was deaf (the pump polls).
+  @Test(arguments: TestEngine.enabled) func aNodeWhoseListenerWasCutCatchesUp(engine: TestEngine) async throws {
+    try await withTwoNodes(engine) { a, b in
+      guard a.doorbells.isShared else { return }
+      let heard = Heard()
+      let token = b.doorbells.observe(.catalog) { payload in heard.log.withLock { $0.append(payload) } }
+      defer { b.doorbells.cancel(token) }
+      try await waitUntil {
+        if heard.log.withLock({ $0.contains("probe") }) { return true }
+        await a.doorbells.ring(.catalog, "probe")
+        return false
+      }
+      let batches = Mutex<[CommittedChanges]>([])
+      let feedToken = b.sync.feed.subscribe { batch in batches.withLock { $0.append(batch) } }
+      defer { b.sync.feed.cancel(feedToken) }
+      heard.log.withLock { $0.removeAll() }
+      // Cut every LISTEN connection of this database's channel (both nodes'), as a restart would.
+      let cut = try await a.inspection.rows(
+        "SELECT pg_terminate_backend(pid) AS cut FROM pg_stat_activity WHERE query LIKE 'LISTEN%' AND datname = current_database() AND pid <> pg_backend_pid() AND query LIKE '%' || current_schema() || '%'", [])
+      #expect(!cut.isEmpty)
+      // Committed while B may be deaf: the pump's poll brings it all the same.
+      _ = try await a.sync.publish(collection: SyncCollections.catalogItems.name, records: ["cut": ["code": .string("cut")]], now: t0)
+      let head = try await a.sync.logState().sequence
+      try await waitUntil { batches.withLock { $0.last?.upTo ?? 0 } >= head }
+      // B listens again and says so (nil), then hears doorbells again.
+      try await waitUntil { heard.log.withLock { $0.contains(nil) } }
+      try await waitUntil {
+        if heard.log.withLock({ $0.contains("after") }) { return true }
+        await a.doorbells.ring(.catalog, "after")
+        return false
+      }
+    }
+  }
+}
+
 /// Doorbell payloads one observer heard.
 final class Heard: Sendable {
   let log = Mutex<[String?]>([])
