@@ -15,8 +15,10 @@ import OneWindowTestSupport
 /// cluster must behave as one server.
 ///
 /// The design bound for live delivery across nodes is 1 s (a doorbell, with a 500 ms poll
-/// behind it). These tests allow 3 s, because a 2-core CI machine runs them beside other suites;
-/// they print the latency they saw.
+/// behind it). These tests allow 5 s, because a 2-core CI machine runs them beside other suites
+/// (1.6 s was seen there; tens of milliseconds on an idle machine); they print the latency they
+/// saw. 5 s still fails without the doorbells: the fallbacks are the 15 s stream heartbeat and the
+/// 30 s catalog reload.
 final class Cluster: @unchecked Sendable {
   let database: TestDatabase
   let nodes: [ServerProcess]
@@ -133,7 +135,7 @@ func within(
 
 @Suite(.serialized, .enabled(if: TestEngine.enabled.contains(.postgres), "needs PostgreSQL (ONEWINDOW_TEST_POSTGRES_URL)"))
 struct ClusterE2ETests {
-  static let crossNodeBound: Duration = .seconds(3)
+  static let crossNodeBound: Duration = .seconds(5)
 
   func register(_ clients: OneWindowClients, phone: String, idNumber: String = "11010519491231002X") async throws -> String {
     _ = try await clients.identity.registerCitizen(.with {
