@@ -219,7 +219,7 @@ let package = Package(
     .testTarget(
       name: "OneWindowStorePostgresTests",
       dependencies: [
-        "OneWindowStore", "OneWindowStorePostgres", "OneWindowTestSupport",
+        "OneWindowStore", "OneWindowStorePostgres", "OneWindowDatabase", "OneWindowTestSupport",
         .product(name: "Logging", package: "swift-log"),
       ],
       swiftSettings: swiftSettings

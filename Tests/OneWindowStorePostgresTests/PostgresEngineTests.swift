@@ -1,7 +1,9 @@
 import Foundation
 import Logging
+import OneWindowDatabase
 import OneWindowStore
 import OneWindowTestSupport
+import Synchronization
 import Testing
 @testable import OneWindowStorePostgres
 
@@ -110,4 +112,71 @@ import Testing
     // Nothing was created: the refusal comes before the first migration.
     try await PostgresSchemas.drop(settings.schema ?? "", settings: settings, logger: Self.logger)
   }
+}
+
+/// `--database-listen-url`: the doorbell listener's own endpoint (past a pooling proxy).
+@Suite struct PostgresListenURLTests {
+  @Test func aListenURLSetsOnlyTheListenersEndpoint() throws {
+    var settings = try PostgresSettings(url: "postgres://ow@pgbouncer.example.org:6432/ow?search_path=tenant_a&pool_max_conns=40")
+    try settings.setListenURL("postgres://listener:secret@db.example.org:5432/ow?sslmode=require")
+    #expect(settings.host == "pgbouncer.example.org" && settings.port == 6432 && settings.maximumConnections == 40)
+    let listener = settings.listenerSettings
+    #expect(listener.host == "db.example.org" && listener.port == 5432 && listener.username == "listener")
+    #expect(listener.password == "secret" && listener.tlsMode == .require)
+    // The channel follows the deployment's schema, whatever the listen URL says; one connection.
+    #expect(listener.schema == "tenant_a" && listener.maximumConnections == 1)
+    // Without a listen URL the listener uses the database URL's endpoint.
+    let plain = try PostgresSettings(url: "postgres://ow@db.example.org/ow").listenerSettings
+    #expect(plain.host == "db.example.org" && plain.maximumConnections == 1)
+  }
+
+  @Test func aListenURLNeedsADatabaseURLAndIsValidated() {
+    #expect(throws: PostgresSettings.InvalidURL.self) {
+      try DatabaseChoiceProbe.choose(url: nil, listenURL: "postgres://ow@db/ow")
+    }
+    let error = #expect(throws: PostgresSettings.InvalidURL.self) {
+      try DatabaseChoiceProbe.choose(url: "postgres://ow@db/ow", listenURL: "mysql://ow@db/ow")
+    }
+    #expect(error?.description.hasPrefix("the database listen URL: ") == true, "\(String(describing: error))")
+  }
+
+  /// A store whose listener goes to another endpoint of the same server (localhost rather than
+  /// the pool's 127.0.0.1) listens there and hears another node's doorbells.
+  @Test(.enabled(if: TestEngine.enabled.contains(.postgres))) func aListenerOnItsOwnURLHearsDoorbells() async throws {
+    let logger = PostgresMigrationTests.logger
+    let settings = try PostgresMigrationTests.settings()
+    try await PostgresSchemas.create(settings.schema ?? "", settings: settings, logger: logger)
+    var other = settings
+    try other.setListenURL(
+      try #require(ProcessInfo.processInfo.environment["ONEWINDOW_TEST_POSTGRES_URL"]).replacingOccurrences(of: "127.0.0.1", with: "localhost"))
+    #expect(other.listenerSettings.host == "localhost")
+    let a = try await PostgresStore(settings: settings, logger: logger)
+    let b = try await PostgresStore(settings: other, logger: logger)
+    let heard = HeardPayloads()
+    let token = b.doorbells.observe(.jobs) { payload in if let payload { heard.add(payload) } }
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !heard.contains("wake"), ContinuousClock.now < deadline {
+      await a.doorbells.ring(.jobs, "wake")
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    #expect(heard.contains("wake"))
+    #expect(b.isListening)
+    b.doorbells.cancel(token)
+    try await a.close()
+    try await b.close()
+    try await PostgresSchemas.drop(settings.schema ?? "", settings: settings, logger: logger)
+  }
+}
+
+/// Opens nothing: only runs `DatabaseChoice`'s option checks.
+enum DatabaseChoiceProbe {
+  static func choose(url: String?, listenURL: String?) throws {
+    _ = try DatabaseChoice.from(url: url, passwordFile: nil, dataDirectory: "/tmp/unused", listenURL: listenURL)
+  }
+}
+
+final class HeardPayloads: Sendable {
+  private let payloads = Mutex<[String]>([])
+  func add(_ payload: String) { payloads.withLock { $0.append(payload) } }
+  func contains(_ payload: String) -> Bool { payloads.withLock { $0.contains(payload) } }
 }
