@@ -349,10 +349,12 @@ import Testing
         }
         #expect(status == .delivered)
 
+        // Promptly: well before the loop's 60 s idle wait would end (the bound is loose because
+        // a loaded 2-core CI machine took 2.2 s once).
         let stopping = ContinuousClock.now
         await group.triggerGracefulShutdown()
         try await tasks.waitForAll()
-        #expect(ContinuousClock.now - stopping < .seconds(2))
+        #expect(ContinuousClock.now - stopping < .seconds(15))
       }
     }
   }
