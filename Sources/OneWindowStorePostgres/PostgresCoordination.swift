@@ -180,7 +180,9 @@ struct PostgresRateLimits: RateLimits {
     let elapsed = Double(at - start) / Double(size)
     guard let wait = WindowedCount.retryAfter(previous: previous, current: current - 1, limit: limit, elapsed: elapsed, window: window)
     else { return nil }
-    try await giveBack(key, window: window, takenAt: now)
+    // The caller is refused whatever happens here; a failed give-back only leaves the count one
+    // high until the window moves on (stricter, never looser).
+    try? await giveBack(key, window: window, takenAt: now)
     return wait
   }
 
