@@ -499,9 +499,9 @@ struct ClusterE2ETests {
       #expect(Set(texts) == load.published.withLock { $0 })
       #expect(texts.count == Set(texts).count, "no publication delivered twice")
     }
-    let audit = try PaymentCrashE2ETests.runCLI(["audit", "verify"] + cluster.nodes[0].databaseArguments)
+    let audit = try await PaymentCrashE2ETests.runCLI(["audit", "verify"] + cluster.nodes[0].databaseArguments)
     #expect(audit.status == 0, "audit verify: \(audit.output)")
-    let payments = try PaymentCrashE2ETests.runCLI(["payments", "check"] + cluster.nodes[0].databaseArguments)
+    let payments = try await PaymentCrashE2ETests.runCLI(["payments", "check"] + cluster.nodes[0].databaseArguments)
     #expect(payments.status == 0, "payments check: \(payments.output)")
     await cluster.stop()
   }
@@ -545,7 +545,7 @@ struct ClusterE2ETests {
       let ledger = try await c[1].payments.checkLedger(.init(), metadata: bearer(admin))
       #expect(ledger.violations.isEmpty && ledger.transactions == 1, "one capture: \(ledger.transactions) transactions")
     }
-    let check = try PaymentCrashE2ETests.runCLI(["payments", "check"] + cluster.nodes[0].databaseArguments)
+    let check = try await PaymentCrashE2ETests.runCLI(["payments", "check"] + cluster.nodes[0].databaseArguments)
     #expect(check.status == 0 && check.output.contains("ledger OK"))
     await cluster.stop()
   }

@@ -27,7 +27,7 @@ final class ServerProcess: @unchecked Sendable {
   let port: Int
   /// The HTTP listener's port of the current run (a new one after each `start()`).
   private(set) var httpPort = 0
-  private var process: Process?
+  private var process: ChildProcess?
   private var logFile: String?
 
   init(database: TestDatabase, dataDirectory: String? = nil, keysDirectory: String? = nil) throws {
@@ -52,7 +52,10 @@ final class ServerProcess: @unchecked Sendable {
   }
 
   deinit {
-    if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    if let process, process.isRunning {
+      process.signal(SIGKILL)
+      process.waitBlocking()
+    }
     try? FileManager.default.removeItem(atPath: dataDirectory)
     if let logFile { try? FileManager.default.removeItem(atPath: logFile) }
   }
@@ -75,21 +78,11 @@ final class ServerProcess: @unchecked Sendable {
     // On PostgreSQL a node never makes its own keys: created first, as an operator would.
     if database.engine == .postgres { try ServerKeys.createMissing(in: keysDirectory) }
     let log = dataDirectory + "-\(UUID().uuidString).log"
-    guard FileManager.default.createFile(atPath: log, contents: nil), let logHandle = FileHandle(forWritingAtPath: log) else {
-      throw RPCError(code: .internalError, message: "cannot create \(log)")
-    }
     logFile = log
     httpPort = 0
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = [
-      "serve", "--port", "\(port)", "--http-port", "0", "--log-level", "notice",
-    ] + databaseArguments + extraArguments
-    process.standardOutput = FileHandle.nullDevice
-    process.standardError = logHandle
-    try process.run()
-    try logHandle.close()
-    self.process = process
+    process = try ChildProcess(
+      binary, ["serve", "--port", "\(port)", "--http-port", "0", "--log-level", "notice"] + databaseArguments + extraArguments,
+      stdout: .null, stderr: .appendingTo(log))
     // Generous: on a loaded 2-core machine a start (with migrations) can take many seconds.
     let deadline = ContinuousClock.now + .seconds(90)
     while ContinuousClock.now < deadline {
@@ -120,35 +113,28 @@ final class ServerProcess: @unchecked Sendable {
   /// SIGTERM (a graceful shutdown), then waits for the exit; returns the exit status.
   func terminate() -> Int32 {
     guard let process else { return -1 }
-    kill(process.processIdentifier, SIGTERM)
-    process.waitUntilExit()
+    process.signal(SIGTERM)
+    let status = process.waitBlocking()
     self.process = nil
-    return process.terminationStatus
+    return status
   }
 
   /// Creates an administrator offline (`onewindow admin create-user`), as an operator would
   /// before the first start.
   func createAdmin(username: String, password: String) throws {
     guard let binary = Self.binary else { throw RPCError(code: .failedPrecondition, message: "onewindow binary not found") }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = ["admin", "create-user", "--role", "admin", "--username", username, "--password-stdin"]
-      + databaseArguments
-    let input = Pipe()
-    process.standardInput = input
-    process.standardOutput = FileHandle.nullDevice
-    try process.run()
-    input.fileHandleForWriting.write(Data((password + "\n").utf8))
-    try input.fileHandleForWriting.close()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else { throw RPCError(code: .internalError, message: "admin create-user failed") }
+    let process = try ChildProcess(
+      binary, ["admin", "create-user", "--role", "admin", "--username", username, "--password-stdin"] + databaseArguments,
+      stdin: .pipe)
+    process.writeAndClose(Array((password + "\n").utf8))
+    guard process.waitBlocking() == 0 else { throw RPCError(code: .internalError, message: "admin create-user failed") }
   }
 
   /// Kills the server without letting it finish anything (no graceful shutdown, no checkpoint).
   func crash() {
     guard let process else { return }
-    kill(process.processIdentifier, SIGKILL)
-    process.waitUntilExit()
+    process.signal(SIGKILL)
+    process.waitBlocking()
     self.process = nil
   }
 

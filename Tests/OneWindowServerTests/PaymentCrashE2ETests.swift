@@ -56,10 +56,10 @@ import OneWindowTestSupport
     }
     _ = server.terminate()
     // The operator's offline checks agree.
-    let check = try Self.runCLI(["payments", "check"] + database.commandLineArguments)
+    let check = try await Self.runCLI(["payments", "check"] + database.commandLineArguments)
     #expect(check.status == 0 && check.output.contains("ledger OK"))
     let today = SettlementDay.of(Date()).description
-    let reconcile = try Self.runCLI(["payments", "reconcile", "--date", today] + database.commandLineArguments)
+    let reconcile = try await Self.runCLI(["payments", "reconcile", "--date", today] + database.commandLineArguments)
     #expect(reconcile.status == 0 && reconcile.output.contains("1 matched"), "\(reconcile.output)")
   }
 
@@ -138,24 +138,14 @@ import OneWindowTestSupport
       #expect(receiver.requests.filter { $0.header("OneWindow-Event-Type") == "payment.succeeded" }.count == 1)
     }
     #expect(server.terminate() == 0)
-    let check = try Self.runCLI(["payments", "check"] + database.commandLineArguments)
+    let check = try await Self.runCLI(["payments", "check"] + database.commandLineArguments)
     #expect(check.status == 0 && check.output.contains("ledger OK"), "\(check.output)")
     let today = SettlementDay.of(Date()).description
-    let reconcile = try Self.runCLI(["payments", "reconcile", "--date", today] + database.commandLineArguments)
+    let reconcile = try await Self.runCLI(["payments", "reconcile", "--date", today] + database.commandLineArguments)
     #expect(reconcile.status == 0 && reconcile.output.contains("1 matched"), "\(reconcile.output)")
   }
 
-  static func runCLI(_ arguments: [String]) throws -> (status: Int32, output: String) {
-    let binary = try #require(ServerProcess.binary)
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: binary)
-    process.arguments = arguments
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    process.standardError = FileHandle.nullDevice
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+  static func runCLI(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+    try await ChildProcess.run(try #require(ServerProcess.binary), arguments)
   }
 }

@@ -8,6 +8,7 @@ import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
 import SwiftProtobuf
+import OneWindowTestSupport
 import Testing
 
 extension MethodDescriptor {
@@ -390,12 +391,8 @@ extension MethodDescriptor {
 /// under CI (`CI=true`), where `.ci/run` installs it and its absence fails the run.
 enum PythonGrpcio {
   static func interpreter() -> String? {
-    let python = "/usr/bin/env"
-    let probe = Process()
-    probe.executableURL = URL(fileURLWithPath: python)
-    probe.arguments = ["python3", "-c", "import grpc"]
-    probe.standardError = FileHandle.nullDevice
-    let ok = (try? probe.run()).map { probe.waitUntilExit(); return probe.terminationStatus == 0 } ?? false
+    let python = "python3"
+    let ok = ((try? ChildProcess(python, ["-c", "import grpc"], stderr: .null))?.waitBlocking() ?? 1) == 0
     if !ok {
       if ProcessInfo.processInfo.environment["CI"] == "true" {
         Issue.record("python3 with grpcio is required under CI (pip install grpcio)")
@@ -407,15 +404,8 @@ enum PythonGrpcio {
     return python
   }
 
+  /// Runs `script`, returning its stdout; its stderr (a traceback) goes to this process's.
   static func run(_ python: String, script: String, _ arguments: [String]) async throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: python)
-    process.arguments = ["python3", script] + arguments
-    let out = Pipe()
-    process.standardOutput = out
-    try process.run()
-    let data = await Task.detached { out.fileHandleForReading.readDataToEndOfFile() }.value
-    process.waitUntilExit()
-    return String(decoding: data, as: UTF8.self)
+    try await ChildProcess.run(python, [script] + arguments, stderr: .inherit).output
   }
 }

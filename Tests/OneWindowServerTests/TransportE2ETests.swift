@@ -5,6 +5,7 @@ import OneWindowAPI
 import OneWindowClientPosix
 import OneWindowCore
 import OneWindowServer
+import OneWindowTestSupport
 import Testing
 
 /// Sends and receives raw bytes, to put garbage on the wire.
@@ -89,17 +90,12 @@ struct RawBytesCoder: MessageSerializer, MessageDeserializer {
     let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ow-tls-\(UUID().uuidString)").path
     try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: dir) }
-    let openssl = Process()
-    openssl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    openssl.arguments = [
-      "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+    let openssl = try await ChildProcess.run("openssl", [
+      "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
       "-keyout", "\(dir)/key.pem", "-out", "\(dir)/cert.pem", "-days", "1", "-subj", "/CN=localhost",
       "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-    ]
-    openssl.standardError = FileHandle.nullDevice
-    try openssl.run()
-    openssl.waitUntilExit()
-    try #require(openssl.terminationStatus == 0, "openssl is needed to make a test certificate")
+    ])
+    try #require(openssl.status == 0, "openssl is needed to make a test certificate")
 
     try await TestEnvironment.run(configure: {
       $0.tlsCertificatePath = "\(dir)/cert.pem"
