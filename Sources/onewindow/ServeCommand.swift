@@ -54,6 +54,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Open connections per client address and listener; more are closed on accept. [env: ONEWINDOW_MAX_CONNECTIONS_PER_ADDRESS] (default: 200)")
   var maxConnectionsPerAddress: Int?
 
+  @Option(help: "Load balancers and proxies whose X-Forwarded-For and PROXY protocol headers name the caller, as a comma-separated list of addresses and CIDR ranges (e.g. 10.0.0.0/8,192.168.1.10); per-address limits and the audit trail then use the caller's address. [env: ONEWINDOW_TRUSTED_PROXIES] (default: none)")
+  var trustedProxies: String?
+
   @Option(help: "Days tombstones and push results are kept before compaction; older sync cursors reset. [env: ONEWINDOW_SYNC_RETENTION_DAYS] (default: 30)")
   var syncRetentionDays: Int?
 
@@ -114,6 +117,7 @@ struct Serve: AsyncParsableCommand {
     if let n = maxConnectionsPerAddress ?? Environment.value("ONEWINDOW_MAX_CONNECTIONS_PER_ADDRESS").flatMap(Int.init) {
       config.maxConnectionsPerAddress = n
     }
+    config.trustedProxies = trustedProxies ?? Environment.value("ONEWINDOW_TRUSTED_PROXIES") ?? ""
     if let days = syncRetentionDays ?? Environment.value("ONEWINDOW_SYNC_RETENTION_DAYS").flatMap(Int.init) {
       guard (1...3650).contains(days) else { throw ValidationError("--sync-retention-days must be 1–3650") }
       config.sync.retention = .seconds(days * 24 * 3600)

@@ -18,10 +18,13 @@ public struct HTTPRequestData: Sendable {
   public var body: [UInt8]
   /// Values of the route's `{name}` path segments, percent-decoded.
   public var parameters: [String: String]
+  /// The caller's address, e.g. `ipv4:10.1.2.3`: the connection's peer, or behind a trusted
+  /// proxy the one its `X-Forwarded-For` names (`--trusted-proxies`).
+  public var clientAddress: String
 
   public init(
     method: String, path: String, query: String = "", headers: [String: String] = [:], body: [UInt8] = [],
-    parameters: [String: String] = [:]
+    parameters: [String: String] = [:], clientAddress: String = "unknown"
   ) {
     self.method = method
     self.path = path
@@ -29,6 +32,7 @@ public struct HTTPRequestData: Sendable {
     self.headers = headers
     self.body = body
     self.parameters = parameters
+    self.clientAddress = clientAddress
   }
 }
 

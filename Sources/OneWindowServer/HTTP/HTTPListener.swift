@@ -31,6 +31,7 @@ final class HTTPListener: Service, Sendable {
   private let logger: Logger
   private let limits: Limits
   private let connections: ConnectionLimiter
+  private let clients: ClientAddresses
   private let stopSignal = AsyncStream.makeStream(of: Void.self)
   private let state = Mutex(State())
 
@@ -60,14 +61,18 @@ final class HTTPListener: Service, Sendable {
     var idleTimeout: TimeAmount = .seconds(60)
   }
 
-  init(host: String, port: Int, routes: [HTTPRoute], limits: Limits = Limits(), logger: Logger) {
+  init(
+    host: String, port: Int, routes: [HTTPRoute], limits: Limits = Limits(),
+    clients: ClientAddresses = ClientAddresses(trusted: .none), logger: Logger
+  ) {
     // Resolve names the way the gRPC transport does, so both listeners use the same interface.
     self.host = host == "localhost" ? "127.0.0.1" : host.trimmingCharacters(in: ["[", "]"])
     self.port = port
     self.routes = routes
     self.limits = limits
     self.logger = logger
-    connections = ConnectionLimiter(limits: limits.connections, listener: "http", logger: logger)
+    self.clients = clients
+    connections = ConnectionLimiter(limits: limits.connections, listener: "http", logger: logger, trusted: clients.trusted)
   }
 
   /// Serves until `stop()` or the enclosing service group's graceful shutdown. Throws if the
@@ -147,8 +152,8 @@ final class HTTPListener: Service, Sendable {
     for waiter in waiters { waiter.resume(with: result) }
   }
 
-  private func makeRouter() -> Router<BasicRequestContext> {
-    let router = Router(context: BasicRequestContext.self)
+  private func makeRouter() -> Router<PeerRequestContext> {
+    let router = Router(context: PeerRequestContext.self)
     for route in routes {
       guard let method = HTTPRequest.Method(route.method.uppercased()) else {
         logger.error("HTTP route skipped: invalid method", metadata: ["method": "\(route.method)", "path": "\(route.path)"])
@@ -156,8 +161,11 @@ final class HTTPListener: Service, Sendable {
       }
       let names = route.parameterNames
       let logger = self.logger
+      let clients = self.clients
       router.on(RouterPath(route.path), method: method) { request, context -> Response in
-        await Self.respond(to: request, parameters: context.parameters, names: names, route: route, logger: logger)
+        let caller = clients.httpCaller(peer: context.remoteAddress, forwardedFor: request.headers[values: HTTPField.Name.xForwardedFor])
+        return await Self.respond(
+          to: request, parameters: context.parameters, names: names, route: route, clientAddress: caller, logger: logger)
       }
     }
     return router
@@ -165,7 +173,7 @@ final class HTTPListener: Service, Sendable {
 
   /// Collects the body, converts the request for the handler and its answer back.
   static func respond(
-    to request: Request, parameters: Parameters, names: [String], route: HTTPRoute, logger: Logger
+    to request: Request, parameters: Parameters, names: [String], route: HTTPRoute, clientAddress: String, logger: Logger
   ) async -> Response {
     if let declared = request.headers[.contentLength].flatMap({ Int($0) }), declared > maxBodyBytes {
       return response(from: .text(413, "request body larger than \(maxBodyBytes) bytes\n"), logger: logger)
@@ -190,7 +198,7 @@ final class HTTPListener: Service, Sendable {
     }
     let data = HTTPRequestData(
       method: request.method.rawValue, path: request.uri.path, query: request.uri.query ?? "", headers: headers,
-      body: Array(buffer: body), parameters: values)
+      body: Array(buffer: body), parameters: values, clientAddress: clientAddress)
     return response(from: await route.handler(data), logger: logger)
   }
 
@@ -212,6 +220,21 @@ final class HTTPListener: Service, Sendable {
     return Response(
       status: HTTPResponse.Status(code: data.status), headers: fields, body: ResponseBody(byteBuffer: ByteBuffer(bytes: data.body)))
   }
+}
+
+/// Hummingbird's request context plus the connection's peer, which `ClientAddresses` needs.
+struct PeerRequestContext: Hummingbird.RequestContext {
+  var coreContext: CoreRequestContextStorage
+  let remoteAddress: NIOCore.SocketAddress?
+
+  init(source: ApplicationRequestContextSource) {
+    coreContext = .init(source: source)
+    remoteAddress = source.channel.remoteAddress
+  }
+}
+
+extension HTTPField.Name {
+  static let xForwardedFor = HTTPField.Name("X-Forwarded-For")!
 }
 
 /// Hummingbird's HTTP/1.1 channel behind this listener's guards: a connection over the caps is

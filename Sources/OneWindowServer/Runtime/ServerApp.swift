@@ -174,7 +174,8 @@ public final class ServerApp: Sendable {
       Onewindow_V1_PaymentService.descriptor.fullyQualifiedService,
     ])
     self.health = health
-    let guards = GRPCListenerGuards(config: config, logger: logger)
+    let clients = ClientAddresses(trusted: try TrustedProxies.parse(config.trustedProxies))
+    let guards = GRPCListenerGuards(config: config, clients: clients, logger: logger)
     transport = HTTP2ServerTransport.Posix(
       address: Self.address(host: config.host, port: config.port),
       transportSecurity: try Self.security(config),
@@ -190,7 +191,8 @@ public final class ServerApp: Sendable {
       transport: transport,
       services: [health, identity, catalog, SyncEndpoints(service: sync), cases, materials, certificates, evaluations, audit, inbox, notify, payments],
       interceptors: [
-        MetricsInterceptor(), StatusInterceptor(logger: logger), AuthInterceptor(identity: store.identity, clock: clock),
+        MetricsInterceptor(), StatusInterceptor(logger: logger), ClientAddressInterceptor(clients: clients),
+        AuthInterceptor(identity: store.identity, clock: clock),
       ])
     // Operational routes, payment callbacks, the sandbox cashier, then any the caller passed (tests).
     httpRoutes = OperationalRoutes.make(health: health, metrics: .shared)
@@ -200,7 +202,8 @@ public final class ServerApp: Sendable {
     httpLimits.deadlines = .init(
       headers: TimeAmount(config.handshakeTimeout), bodyIdle: TimeAmount(config.handshakeTimeout),
       bodyTotal: TimeAmount(config.httpBodyTimeout))
-    http = HTTPListener(host: config.host, port: config.httpPort, routes: httpRoutes, limits: httpLimits, logger: logger)
+    http = HTTPListener(
+      host: config.host, port: config.httpPort, routes: httpRoutes, limits: httpLimits, clients: clients, logger: logger)
     sandbox.bind(to: http, host: config.host)
   }
 

@@ -38,6 +38,9 @@ public struct ServerConfig: Sendable {
   /// Open connections per listener, in all and per client address; more are closed on accept.
   public var maxConnections = 10_000
   public var maxConnectionsPerAddress = 200
+  /// Load balancers whose word on the caller's address is believed (`X-Forwarded-For`, the
+  /// PROXY protocol): a comma-separated list of addresses and CIDR ranges. Empty: none.
+  public var trustedProxies = ""
   public var logLevel: Logger.Level = .info
   public var sync = SyncSettings()
   public var cases = CaseSettings()
@@ -59,6 +62,7 @@ public struct ServerConfig: Sendable {
     case badPublicURL(String)
     case badNodeID(String)
     case badLeaseDuration
+    case badTrustedProxies(String)
 
     public var description: String {
       switch self {
@@ -74,6 +78,7 @@ public struct ServerConfig: Sendable {
       case .badPublicURL(let reason): "--public-http-url: \(reason)"
       case .badNodeID(let id): "--node-id '\(id)' must be 1–64 letters, digits, '.', '_' or '-'"
       case .badLeaseDuration: "--lease-seconds must be 1–300"
+      case .badTrustedProxies(let reason): "--trusted-proxies: \(reason)"
       }
     }
   }
@@ -94,6 +99,7 @@ public struct ServerConfig: Sendable {
     if let publicHTTPURL { _ = try Self.publicBaseURL(publicHTTPURL) }
     guard nodeID.range(of: #"^[A-Za-z0-9._-]{1,64}$"#, options: .regularExpression) != nil else { throw .badNodeID(nodeID) }
     guard (Duration.seconds(1)...Duration.seconds(300)).contains(leaseDuration) else { throw .badLeaseDuration }
+    _ = try TrustedProxies.parse(trustedProxies)
   }
 
   /// The host name, the process id and a random suffix (a restarted process is a new holder).

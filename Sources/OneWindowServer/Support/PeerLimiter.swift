@@ -4,8 +4,9 @@ import OneWindowCore
 import OneWindowStore
 
 /// A sliding-window limit per caller address, counted by the store for every node sharing the
-/// database (`RateLimits`), so a cluster of N nodes admits what one node would. Behind a proxy
-/// every caller shares the proxy's address, so the limits are generous.
+/// database (`RateLimits`), so a cluster of N nodes admits what one node would. The address is
+/// the caller's behind trusted proxies (`RequestContext.clientAddress`), so callers behind one
+/// load balancer are counted apart.
 struct PeerLimiter: Sendable {
   let store: any RateLimits
   /// Namespaces this limit's keys (`code`, `register`, `track`).
@@ -22,11 +23,11 @@ struct PeerLimiter: Sendable {
     self.what = what
   }
 
-  /// Counts one call from the context's peer, or throws RESOURCE_EXHAUSTED with `retry-after`.
+  /// Counts one call from the caller's address, or throws RESOURCE_EXHAUSTED with `retry-after`.
   /// Returns the ticket `refund` takes.
   @discardableResult
   func admit(_ context: ServerContext, now: Date) async throws -> Ticket {
-    let key = name + ":" + SlidingWindowLimit.peerAddress(context.remotePeer)
+    let key = name + ":" + (RequestContext.clientAddress ?? SlidingWindowLimit.peerAddress(context.remotePeer))
     if let wait = try await store.take(key, limit: limit, window: window, now: now) {
       throw RateLimited.error("too many \(what) from this address", retryAfter: wait)
     }

@@ -6,7 +6,8 @@ import Synchronization
 
 /// Caps a listener's open connections, in all and per client address, so one client cannot
 /// exhaust file descriptors and memory. A connection beyond either cap is closed as soon as it
-/// is accepted, counted in `/metrics`, and logged at most once a minute.
+/// is accepted, counted in `/metrics`, and logged at most once a minute. Trusted proxies
+/// (`--trusted-proxies`) carry many callers' connections, so only the total cap applies to them.
 final class ConnectionLimiter: Sendable {
   struct Limits: Sendable, Equatable {
     var total: Int
@@ -18,6 +19,7 @@ final class ConnectionLimiter: Sendable {
   private let limits: Limits
   private let listener: String
   private let logger: Logger
+  private let trusted: TrustedProxies
   private let state = Mutex(State())
 
   private struct State {
@@ -27,20 +29,21 @@ final class ConnectionLimiter: Sendable {
     var refusedSinceLog = 0
   }
 
-  init(limits: Limits, listener: String, logger: Logger) {
+  init(limits: Limits, listener: String, logger: Logger, trusted: TrustedProxies = .none) {
     self.limits = limits
+    self.trusted = trusted
     self.listener = listener
     self.logger = logger
     Gauge(label: "onewindow_connections_open", dimensions: [("listener", listener)]).record(0)
   }
 
   /// Counts a new connection from `address`, or says which cap refuses it (nothing is counted).
-  func admit(_ address: String) -> Verdict {
+  func admit(_ address: String, perAddressCap: Bool = true) -> Verdict {
     let (verdict, open, log) = state.withLock { s -> (Verdict, Int, Int?) in
       let verdict: Verdict
       if s.total >= limits.total {
         verdict = .refusedTotal
-      } else if s.byAddress[address, default: 0] >= limits.perAddress {
+      } else if perAddressCap && s.byAddress[address, default: 0] >= limits.perAddress {
         verdict = .refusedPerAddress
       } else {
         s.total += 1
@@ -84,7 +87,8 @@ final class ConnectionLimiter: Sendable {
   @discardableResult
   func guardConnection(_ channel: any Channel) -> Bool {
     let address = channel.remoteAddress?.ipAddress ?? "unknown"
-    guard admit(address) == .admitted else {
+    let proxy = IPAddress(channel.remoteAddress).map(trusted.contains) ?? false
+    guard admit(address, perAddressCap: !proxy) == .admitted else {
       channel.close(promise: nil)
       return false
     }

@@ -4,17 +4,19 @@ import NIOCore
 import NIOHTTP2
 
 /// What the gRPC transport's configuration has no setting for, placed through its channel
-/// callbacks: the connection caps and handshake deadline on each accepted connection, and
-/// `RequestSizeGuard` on each HTTP/2 stream.
+/// callbacks: the connection caps, the PROXY protocol header from a trusted proxy and the
+/// handshake deadline on each accepted connection, and `RequestSizeGuard` on each HTTP/2 stream.
 struct GRPCListenerGuards: Sendable {
   let connections: ConnectionLimiter
+  let clients: ClientAddresses
   let handshakeTimeout: TimeAmount
   let maxMessageBytes: Int
 
-  init(config: ServerConfig, logger: Logger) {
+  init(config: ServerConfig, clients: ClientAddresses, logger: Logger) {
+    self.clients = clients
     connections = ConnectionLimiter(
       limits: .init(total: config.maxConnections, perAddress: config.maxConnectionsPerAddress), listener: "grpc",
-      logger: logger)
+      logger: logger, trusted: clients.trusted)
     handshakeTimeout = TimeAmount(config.handshakeTimeout)
     maxMessageBytes = config.maxMessageBytes
   }
@@ -22,9 +24,12 @@ struct GRPCListenerGuards: Sendable {
   var callbacks: HTTP2ServerTransport.Config.ChannelDebuggingCallbacks {
     .init(
       onBindTCPListener: nil,
-      onAcceptTCPConnection: { [connections, handshakeTimeout] channel in
+      onAcceptTCPConnection: { [connections, handshakeTimeout, clients] channel in
         channel.eventLoop.makeCompletedFuture {
           guard connections.guardConnection(channel) else { return }
+          if let peer = IPAddress(channel.remoteAddress), clients.trusted.contains(peer) {
+            try channel.pipeline.syncOperations.addHandler(ProxyProtocolDecoder(connections: clients.proxied), position: .first)
+          }
           // Behind TLS when configured: the deadline watches decrypted HTTP/2 bytes.
           let http2 = try channel.pipeline.syncOperations.handler(type: NIOHTTP2Handler.self)
           try channel.pipeline.syncOperations.addHandler(

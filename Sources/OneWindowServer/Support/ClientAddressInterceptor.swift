@@ -1,0 +1,25 @@
+import GRPCCore
+
+/// Resolves each call's caller address once (`ClientAddresses`: the peer, or the caller a
+/// trusted proxy names) and makes it `RequestContext.clientAddress` for the handler and its
+/// streaming body.
+struct ClientAddressInterceptor: ServerInterceptor {
+  let clients: ClientAddresses
+
+  func intercept<Input: Sendable, Output: Sendable>(
+    request: StreamingServerRequest<Input>,
+    context: ServerContext,
+    next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
+  ) async throws -> StreamingServerResponse<Output> {
+    let address = clients.grpcCaller(remotePeer: context.remotePeer, metadata: request.metadata)
+    var response = try await RequestContext.$clientAddress.withValue(address) { try await next(request, context) }
+    if case .success(var contents) = response.accepted {
+      let producer = contents.producer
+      contents.producer = { writer in
+        try await RequestContext.$clientAddress.withValue(address) { try await producer(writer) }
+      }
+      response.accepted = .success(contents)
+    }
+    return response
+  }
+}
