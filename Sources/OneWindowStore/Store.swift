@@ -25,6 +25,8 @@ public protocol Store: Sendable {
   var blobs: any BlobStore { get }
   /// Raw SQL for tests and checks that look under the protocols.
   var inspection: any StoreInspection { get }
+  /// Runs a trivial query: throws while the database cannot answer (readiness probes).
+  func ping() async throws
   /// Applied migration identifiers, oldest first (`onewindow migrate`); the same on every engine.
   func appliedMigrations() async throws -> [String]
   /// Flushes and closes the database; call once after the server has drained.
@@ -46,6 +48,10 @@ public enum StoreError: Error, Equatable, Sendable {
   /// The request collides with an existing one (an idempotency key reused with other
   /// parameters, a second order for a case); the message says with what.
   case conflict(String)
+  /// The database cannot be reached (connection refused or lost, the server shutting down):
+  /// a transient failure the caller may retry. A write that failed this way may or may not have
+  /// committed, so only writes with an idempotency key are safe to retry blindly.
+  case unavailable(String)
 }
 
 // MARK: - Identity

@@ -1,6 +1,9 @@
 import Foundation
 import Logging
+import Metrics
+import OneWindowStore
 import PostgresNIO
+import Synchronization
 
 /// The pooled client every PostgreSQL store shares, with the two ways they use it: a write
 /// transaction (READ COMMITTED; a method locks the rows it reads before writing them, and the
@@ -9,6 +12,10 @@ final class PostgresPool: Sendable {
   let client: PostgresClient
   let logger: Logger
   private let runner: Task<Void, Never>
+  /// Connections leased right now, for `onewindow_database_connections_in_use`.
+  private let leased = Atomic<Int>(0)
+  private let inUse = Gauge(label: "onewindow_database_connections_in_use")
+  private let waits = Timer(label: "onewindow_database_connection_wait_seconds")
 
   /// Starts the pool. `close()` ends it; the server's service group owns the lifetime.
   /// The schema the connections' `search_path` names first, if any.
@@ -19,6 +26,48 @@ final class PostgresPool: Sendable {
     client = PostgresClient(configuration: try settings.clientConfiguration(), backgroundLogger: logger)
     self.logger = logger
     runner = Task { [client] in await client.run() }
+    Gauge(label: "onewindow_database_connections_max").record(settings.maximumConnections)
+    inUse.record(0)
+  }
+
+  /// Every lease of a pooled connection goes through here: it is counted while held, and the
+  /// wait for it is timed (a pool too small for the load shows as waits, not as errors).
+  private func leasing<T: Sendable>(_ body: (PostgresClient, () -> Void) async throws -> T) async throws -> T {
+    let asked = ContinuousClock.now
+    var started = false
+    defer {
+      if started { inUse.record(leased.subtract(1, ordering: .relaxed).newValue) }
+    }
+    do {
+      return try await body(client) {
+      guard !started else { return }
+      started = true
+      let elapsed = ContinuousClock.now - asked
+      waits.recordNanoseconds(elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000)
+      inUse.record(leased.add(1, ordering: .relaxed).newValue)
+      }
+    } catch let error as PostgresTransactionError {
+      throw error  // `write` unwraps and classifies it
+    } catch {
+      throw Self.classified(error)
+    }
+  }
+
+  /// A lost or refused connection as `StoreError.unavailable`, so the server answers
+  /// UNAVAILABLE (retry) rather than INTERNAL; every other error as it is.
+  static func classified(_ error: any Error) -> any Error {
+    guard let psql = error.postgres else { return error }
+    let message = "the database cannot be reached; retry shortly"
+    switch psql.code {
+    case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown, .poolClosed:
+      return StoreError.unavailable(message)
+    default:
+      // Class 08 (connection exception) and 57P01–57P03 (the server shutting down or starting).
+      if let state = psql.sqlState, state.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(state) {
+        return StoreError.unavailable(message)
+      }
+      return error
+    }
   }
 
   /// Closes every connection; queries after this fail.
@@ -37,11 +86,16 @@ final class PostgresPool: Sendable {
     var attempt = 1
     while true {
       do {
-        return try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+        return try await leasing { client, begin in
+          try await client.withTransaction(logger: logger) { connection in
+            begin()
+            return try await body(connection)
+          }
+        }
       } catch {
         // withTransaction wraps what the closure (or BEGIN/COMMIT) threw; callers see that.
         let underlying = (error as? PostgresTransactionError).flatMap { $0.closureError ?? $0.commitError ?? $0.beginError } ?? error
-        guard attempt < Self.attempts, underlying.postgres?.isRetryable ?? false else { throw underlying }
+        guard attempt < Self.attempts, underlying.postgres?.isRetryable ?? false else { throw Self.classified(underlying) }
         attempt += 1
         try await Task.sleep(for: .milliseconds(Int.random(in: 1...(5 << attempt))))
       }
@@ -52,27 +106,40 @@ final class PostgresPool: Sendable {
   /// so it needs no BEGIN … COMMIT: two round trips fewer for the most frequent reads (token
   /// checks, lookups by key). It takes the query rather than a closure, so it stays one statement.
   func rows(_ query: PostgresQuery) async throws -> [PostgresRandomAccessRow] {
-    try await client.withConnection { connection in try await connection.rows(query, logger: logger) }
+    try await leasing { client, begin in
+      try await client.withConnection { connection in
+        begin()
+        return try await connection.rows(query, logger: logger)
+      }
+    }
   }
 
   /// `rows(_:)` decoded as `T` (one column) or a tuple of columns.
   func all<each Column: PostgresDecodable & Sendable>(_ query: PostgresQuery, as columns: (repeat each Column).Type) async throws
     -> [(repeat each Column)]
   {
-    try await client.withConnection { connection in try await connection.all(query, as: columns, logger: logger) }
+    try await leasing { client, begin in
+      try await client.withConnection { connection in
+        begin()
+        return try await connection.all(query, as: columns, logger: logger)
+      }
+    }
   }
 
   /// One consistent read of several statements: every statement sees the same snapshot.
   func read<T: Sendable>(_ body: @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-    try await client.withConnection { connection in
-      try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
-      do {
-        let result = try await body(connection)
-        try await connection.query("COMMIT", logger: logger)
-        return result
-      } catch {
-        _ = try? await connection.query("ROLLBACK", logger: logger)
-        throw error
+    try await leasing { client, begin in
+      try await client.withConnection { connection in
+        begin()
+        try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", logger: logger)
+        do {
+          let result = try await body(connection)
+          try await connection.query("COMMIT", logger: logger)
+          return result
+        } catch {
+          _ = try? await connection.query("ROLLBACK", logger: logger)
+          throw error
+        }
       }
     }
   }

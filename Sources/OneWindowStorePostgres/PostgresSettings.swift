@@ -27,8 +27,19 @@ public struct PostgresSettings: Sendable, Equatable {
   /// Schema the connections use first (`search_path`); nil for the server's default. Tests give
   /// each database its own.
   public var schema: String?
-  /// Pooled connections per process.
+  /// Pooled connections per process (`pool_max_conns`).
   public var maximumConnections: Int
+  /// Connections the pool keeps open even when idle (`pool_min_conns`), so the first calls
+  /// after a quiet spell or a failover do not wait for connects.
+  public var minimumConnections = 0
+  /// How long opening one connection may take (libpq's `connect_timeout`, seconds).
+  public var connectTimeout: Duration = .seconds(10)
+  /// An idle pooled connection above the minimum is closed after this (`pool_max_conn_idle_time`,
+  /// seconds).
+  public var idleTimeout: Duration = .seconds(60)
+  /// PostgreSQL's `statement_timeout` for every statement of the pool (milliseconds; nil: the
+  /// server's setting), so a statement stuck behind a lock fails instead of holding a call.
+  public var statementTimeoutMillis: Int?
   /// Where the doorbell listener (one LISTEN connection per process) connects instead of
   /// `host`/`port`: a transaction-pooling proxy in front of the database breaks LISTEN, so a
   /// deployment behind one points this at the database itself (`--database-listen-url`). Only
@@ -58,6 +69,8 @@ public struct PostgresSettings: Sendable, Equatable {
     settings.schema = schema
     settings.listener = nil
     settings.maximumConnections = 1
+    settings.minimumConnections = 0
+    settings.statementTimeoutMillis = nil
     return settings
   }
 
@@ -110,10 +123,29 @@ public struct PostgresSettings: Sendable, Equatable {
       case "pool_max_conns":
         guard let n = Int(value), (1...1000).contains(n) else { throw InvalidURL(description: "pool_max_conns must be 1–1000") }
         maximumConnections = n
-      case "application_name", "connect_timeout": break
+      case "pool_min_conns":
+        guard let n = Int(value), (0...1000).contains(n) else { throw InvalidURL(description: "pool_min_conns must be 0–1000") }
+        minimumConnections = n
+      case "connect_timeout":
+        guard let n = Int(value), (1...300).contains(n) else { throw InvalidURL(description: "connect_timeout must be 1–300 seconds") }
+        connectTimeout = .seconds(n)
+      case "pool_max_conn_idle_time":
+        guard let n = Int(value), (1...86_400).contains(n) else {
+          throw InvalidURL(description: "pool_max_conn_idle_time must be 1–86400 seconds")
+        }
+        idleTimeout = .seconds(n)
+      case "statement_timeout":
+        guard let n = Int(value), (0...86_400_000).contains(n) else {
+          throw InvalidURL(description: "statement_timeout must be 0–86400000 milliseconds (0: none)")
+        }
+        statementTimeoutMillis = n
+      case "application_name": break
       default:
-        throw InvalidURL(description: "the database URL has an unknown parameter '\(item.name)' (known: sslmode, sslrootcert, search_path, pool_max_conns, application_name, connect_timeout)")
+        throw InvalidURL(description: "the database URL has an unknown parameter '\(item.name)' (known: sslmode, sslrootcert, search_path, pool_max_conns, pool_min_conns, pool_max_conn_idle_time, connect_timeout, statement_timeout, application_name)")
       }
+    }
+    guard minimumConnections <= maximumConnections else {
+      throw InvalidURL(description: "pool_min_conns (\(minimumConnections)) must not exceed pool_max_conns (\(maximumConnections))")
     }
     if let passwordFile {
       guard let data = FileManager.default.contents(atPath: passwordFile), let text = String(data: data, encoding: .utf8) else {
@@ -133,10 +165,14 @@ public struct PostgresSettings: Sendable, Equatable {
     var config = PostgresClient.Configuration(
       host: host, port: port, username: username, password: password, database: database, tls: try tls())
     config.options.maximumConnections = maximumConnections
+    config.options.minimumConnections = minimumConnections
+    config.options.connectTimeout = connectTimeout
+    config.options.connectionIdleTimeout = idleTimeout
     config.options.tlsServerName = tlsMode == .verifyFull ? host : nil
     var startup: [(String, String)] = [("application_name", "onewindow"), ("timezone", "UTC")]
     // Extensions (pg_trgm) live in public; a deployment's own schema comes first.
     if let schema { startup.append(("search_path", "\(schema),public")) }
+    if let statementTimeoutMillis { startup.append(("statement_timeout", "\(statementTimeoutMillis)")) }
     config.options.additionalStartupParameters = startup
     return config
   }

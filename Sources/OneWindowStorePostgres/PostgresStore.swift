@@ -68,6 +68,10 @@ public final class PostgresStore: Store {
 
   public var inspection: any StoreInspection { PostgresInspection(database: database) }
 
+  public func ping() async throws {
+    _ = try await database.rows("SELECT 1")
+  }
+
   public func appliedMigrations() async throws -> [String] {
     try await PostgresMigrator.applied(database)
   }

@@ -68,6 +68,10 @@ public final class SQLiteStore: Store {
     try pool.close()
   }
 
+  public func ping() async throws {
+    try await pool.read { try $0.execute(sql: "SELECT 1") }
+  }
+
   public func appliedMigrations() async throws -> [String] {
     try await pool.read { db in try Migrations.migrator.appliedMigrations(db) }
   }

@@ -19,7 +19,7 @@ public enum TestEngine: String, Sendable, CaseIterable, CustomStringConvertible 
     postgresURL != nil || isCI ? [.sqlite, .postgres] : [.sqlite]
   }
 
-  static var postgresURL: String? {
+  public static var postgresURL: String? {
     ProcessInfo.processInfo.environment["ONEWINDOW_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
   }
 

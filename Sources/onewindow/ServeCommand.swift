@@ -54,6 +54,9 @@ struct Serve: AsyncParsableCommand {
   @Option(help: "Open connections per client address and listener; more are closed on accept. [env: ONEWINDOW_MAX_CONNECTIONS_PER_ADDRESS] (default: 200)")
   var maxConnectionsPerAddress: Int?
 
+  @Option(help: "Seconds between the database checks behind /readyz and gRPC health: a node whose database has not answered within this is NOT_SERVING until it does. [env: ONEWINDOW_READINESS_INTERVAL_SECONDS] (default: 2)")
+  var readinessIntervalSeconds: Int?
+
   @Option(help: "Load balancers and proxies whose X-Forwarded-For and PROXY protocol headers name the caller, as a comma-separated list of addresses and CIDR ranges (e.g. 10.0.0.0/8,192.168.1.10); per-address limits and the audit trail then use the caller's address. [env: ONEWINDOW_TRUSTED_PROXIES] (default: none)")
   var trustedProxies: String?
 
@@ -116,6 +119,9 @@ struct Serve: AsyncParsableCommand {
     if let n = maxConnections ?? Environment.value("ONEWINDOW_MAX_CONNECTIONS").flatMap(Int.init) { config.maxConnections = n }
     if let n = maxConnectionsPerAddress ?? Environment.value("ONEWINDOW_MAX_CONNECTIONS_PER_ADDRESS").flatMap(Int.init) {
       config.maxConnectionsPerAddress = n
+    }
+    if let s = readinessIntervalSeconds ?? Environment.value("ONEWINDOW_READINESS_INTERVAL_SECONDS").flatMap(Int.init) {
+      config.readinessInterval = .seconds(s)
     }
     config.trustedProxies = trustedProxies ?? Environment.value("ONEWINDOW_TRUSTED_PROXIES") ?? ""
     if let days = syncRetentionDays ?? Environment.value("ONEWINDOW_SYNC_RETENTION_DAYS").flatMap(Int.init) {

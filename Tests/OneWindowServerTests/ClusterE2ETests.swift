@@ -31,14 +31,19 @@ final class Cluster: @unchecked Sendable {
   static func keys(of database: TestDatabase) -> String { database.directory + "/keys" }
 
   /// Starts `count` nodes on a fresh database (or on `existing`); `extraArguments` go to every node.
-  static func start(_ count: Int = 3, on existing: TestDatabase? = nil, extraArguments: [String] = []) async throws -> Cluster {
+  /// `databasePort`: the nodes reach PostgreSQL through this loopback port (a relay).
+  static func start(
+    _ count: Int = 3, on existing: TestDatabase? = nil, databasePort: Int? = nil, extraArguments: [String] = []
+  ) async throws -> Cluster {
     let database: TestDatabase
     if let existing { database = existing } else { database = try await TestDatabase.create(.postgres) }
     let keys = keys(of: database)
     try ServerKeys.createMissing(in: keys)
     var nodes: [ServerProcess] = []
     for i in 0..<count {
-      nodes.append(try ServerProcess(database: database, dataDirectory: database.directory + "/node-\(i)", keysDirectory: keys))
+      nodes.append(
+        try ServerProcess(
+          database: database, dataDirectory: database.directory + "/node-\(i)", keysDirectory: keys, databasePort: databasePort))
     }
     let cluster = Cluster(database: database, nodes: nodes, keys: keys)
     try nodes[0].createAdmin(username: adminName, password: adminPassword)

@@ -24,14 +24,18 @@ final class ServerProcess: @unchecked Sendable {
   let dataDirectory: String
   /// Where its keys are (several nodes share one copy).
   let keysDirectory: String
+  /// Reaches PostgreSQL on this loopback port instead of the database's own (a relay the test
+  /// can cut).
+  let databasePort: Int?
   let port: Int
   /// The HTTP listener's port of the current run (a new one after each `start()`).
   private(set) var httpPort = 0
   private var process: ChildProcess?
   private var logFile: String?
 
-  init(database: TestDatabase, dataDirectory: String? = nil, keysDirectory: String? = nil) throws {
+  init(database: TestDatabase, dataDirectory: String? = nil, keysDirectory: String? = nil, databasePort: Int? = nil) throws {
     self.database = database
+    self.databasePort = databasePort
     self.dataDirectory = dataDirectory ?? database.directory
     self.keysDirectory = keysDirectory ?? self.dataDirectory
     try FileManager.default.createDirectory(atPath: self.dataDirectory, withIntermediateDirectories: true)
@@ -42,6 +46,12 @@ final class ServerProcess: @unchecked Sendable {
   var databaseArguments: [String] {
     var arguments = database.commandLineArguments
     if let i = arguments.firstIndex(of: "--data-dir"), i + 1 < arguments.count { arguments[i + 1] = dataDirectory }
+    if let databasePort, let i = arguments.firstIndex(of: "--database-url"), i + 1 < arguments.count,
+      var url = URLComponents(string: arguments[i + 1])
+    {
+      url.port = databasePort
+      arguments[i + 1] = url.string ?? arguments[i + 1]
+    }
     return arguments + ["--keys-dir", keysDirectory]
   }
 

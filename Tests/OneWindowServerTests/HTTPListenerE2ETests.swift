@@ -190,7 +190,9 @@ private let testRoutes: [HTTPRoute] = [
 
       let draining = try await httpRequest(port: env.httpPort, "/healthz")
       #expect(draining.status == 503)
-      #expect(draining.text == #"{"status":"NOT_SERVING"}"#)
+      #expect(draining.text == #"{"reason":"draining","status":"NOT_SERVING"}"#)
+      #expect(try await httpRequest(port: env.httpPort, "/readyz").status == 503)
+      #expect(try await httpRequest(port: env.httpPort, "/livez").status == 200, "liveness does not follow draining")
 
       sender.release()
       _ = try await inFlight

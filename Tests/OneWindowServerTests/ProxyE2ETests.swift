@@ -57,9 +57,14 @@ final class HAProxy: Sendable {
   }
 
   deinit {
+    stop()
+    try? FileManager.default.removeItem(atPath: directory)
+  }
+
+  /// Kills it (every connection through it drops at once) and waits until it is gone.
+  func stop() {
     process.signal(SIGKILL)
     process.waitBlocking()
-    try? FileManager.default.removeItem(atPath: directory)
   }
 
   func port(_ name: String) -> Int { ports[name] ?? 0 }

@@ -22,6 +22,23 @@ import Testing
   @Test func defaultsFollowLibpq() throws {
     let s = try PostgresSettings(url: "postgres://ow@localhost/ow")
     #expect(s.port == 5432 && s.tlsMode == .prefer && s.password == nil && s.schema == nil)
+    #expect(s.maximumConnections == 20 && s.minimumConnections == 0 && s.connectTimeout == .seconds(10))
+    #expect(s.idleTimeout == .seconds(60) && s.statementTimeoutMillis == nil)
+  }
+
+  @Test func thePoolAndItsTimeoutsAreSetInTheURL() throws {
+    let s = try PostgresSettings(
+      url: "postgres://ow@localhost/ow?pool_max_conns=50&pool_min_conns=5&connect_timeout=3&pool_max_conn_idle_time=300&statement_timeout=15000")
+    #expect(s.maximumConnections == 50 && s.minimumConnections == 5 && s.connectTimeout == .seconds(3))
+    #expect(s.idleTimeout == .seconds(300) && s.statementTimeoutMillis == 15000)
+    let config = try s.clientConfiguration()
+    #expect(config.options.maximumConnections == 50 && config.options.minimumConnections == 5)
+    #expect(config.options.connectTimeout == .seconds(3) && config.options.connectionIdleTimeout == .seconds(300))
+    #expect(config.options.additionalStartupParameters.contains { $0 == ("statement_timeout", "15000") })
+    // The doorbell listener's one connection keeps none of the pool's sizing or statement limit.
+    #expect(s.listenerSettings.minimumConnections == 0 && s.listenerSettings.statementTimeoutMillis == nil)
+    // At the bounds.
+    _ = try PostgresSettings(url: "postgres://ow@localhost/ow?pool_max_conns=1&pool_min_conns=1&connect_timeout=300&statement_timeout=0")
   }
 
   @Test func aPasswordFileWinsAndOnlyItsFirstLineCounts() throws {
@@ -37,6 +54,10 @@ import Testing
     "mysql://ow@localhost/ow", "postgres://localhost/ow", "postgres://ow@/ow", "postgres://ow@localhost",
     "postgres://ow@localhost/ow?sslmode=sometimes", "postgres://ow@localhost/ow?search_path=Bad-Name",
     "postgres://ow@localhost/ow?pool_max_conns=0", "postgres://ow@localhost/ow?colour=blue",
+    "postgres://ow@localhost/ow?pool_min_conns=21", "postgres://ow@localhost/ow?pool_min_conns=-1",
+    "postgres://ow@localhost/ow?connect_timeout=0", "postgres://ow@localhost/ow?connect_timeout=301",
+    "postgres://ow@localhost/ow?pool_max_conn_idle_time=0", "postgres://ow@localhost/ow?statement_timeout=-5",
+    "postgres://ow@localhost/ow?statement_timeout=86400001", "postgres://ow@localhost/ow?connect_timeout=soon",
   ])
   func badURLsAreRefusedWithAReason(url: String) {
     #expect(throws: PostgresSettings.InvalidURL.self) { try PostgresSettings(url: url) }

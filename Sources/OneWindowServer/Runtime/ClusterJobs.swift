@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import OneWindowStore
 import ServiceLifecycle
 import Synchronization
@@ -13,6 +14,10 @@ import Synchronization
 /// A kick (new work was committed) wakes the job here and rings the jobs doorbell, so the node
 /// holding the lease wakes too. On the embedded engine there is one process: every lease is
 /// held without asking the database.
+///
+/// `/metrics`: `onewindow_job_leader{job}` is 1 on the node running the job, and
+/// `onewindow_job_lease_takeovers_total{job}` counts the times this node took a job over (at
+/// its start, or from a node that stopped or died).
 final class ClusterJobs: Service, Sendable {
   /// The singleton jobs.
   enum Job: String, Sendable, CaseIterable {
@@ -88,9 +93,13 @@ final class ClusterJobs: Service, Sendable {
     }
   }
 
+  static func leader(_ job: Job) -> Gauge { Gauge(label: "onewindow_job_leader", dimensions: [("job", job.rawValue)]) }
+
   func run() async throws {
     guard doorbells.isShared else {
+      for job in Job.allCases { Self.leader(job).record(1) }
       try? await gracefulShutdown()
+      for job in Job.allCases { Self.leader(job).record(0) }
       return
     }
     let token = doorbells.observe(.jobs) { [weak self] payload in
@@ -121,7 +130,9 @@ final class ClusterJobs: Service, Sendable {
           s.heldUntil[job] = held ? sent + duration : nil
           return (held && !before, s.wakers[job])
         }
+        Self.leader(job).record(held ? 1 : 0)
         if gained {
+          Counter(label: "onewindow_job_lease_takeovers_total", dimensions: [("job", job.rawValue)]).increment()
           logger.info("job lease taken", metadata: ["job": "\(job.rawValue)", "node": "\(node)"])
           wake?()
         }
@@ -137,6 +148,7 @@ final class ClusterJobs: Service, Sendable {
       defer { s.heldUntil = [:] }
       return Array(s.heldUntil.keys)
     }
+    for job in Job.allCases { Self.leader(job).record(0) }
     for job in held {
       do { try await leases.release(job.rawValue, holder: node) } catch {
         logger.warning("releasing a job lease failed; it expires by itself", metadata: ["job": "\(job.rawValue)"])

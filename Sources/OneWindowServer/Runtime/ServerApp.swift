@@ -34,6 +34,8 @@ public final class ServerApp: Sendable {
   /// Which singleton jobs this node runs (leases), and their cross-node wake-ups.
   let jobs: ClusterJobs
   let housekeeping: HousekeepingService
+  /// Watches the database for the health service.
+  let readiness: DatabaseReadiness
   /// The payments background job (expiry, repair, automatic refunds), public for tests.
   public let paymentJobs: PaymentJobs
   /// The sandbox provider (tests read how often it was queried).
@@ -174,6 +176,7 @@ public final class ServerApp: Sendable {
       Onewindow_V1_PaymentService.descriptor.fullyQualifiedService,
     ])
     self.health = health
+    readiness = DatabaseReadiness(store: store, health: health, interval: config.readinessInterval, logger: logger)
     let clients = ClientAddresses(trusted: try TrustedProxies.parse(config.trustedProxies))
     let guards = GRPCListenerGuards(config: config, clients: clients, logger: logger)
     transport = HTTP2ServerTransport.Posix(
@@ -191,7 +194,8 @@ public final class ServerApp: Sendable {
       transport: transport,
       services: [health, identity, catalog, SyncEndpoints(service: sync), cases, materials, certificates, evaluations, audit, inbox, notify, payments],
       interceptors: [
-        MetricsInterceptor(), StatusInterceptor(logger: logger), ClientAddressInterceptor(clients: clients),
+        MetricsInterceptor(), StatusInterceptor(logger: logger), AvailabilityInterceptor(health: health),
+        ClientAddressInterceptor(clients: clients),
         AuthInterceptor(identity: store.identity, clock: clock),
       ])
     // Operational routes, payment callbacks, the sandbox cashier, then any the caller passed (tests).
@@ -280,6 +284,7 @@ public final class ServerApp: Sendable {
         // Next, so shut down after the gRPC drain: probes see 503 during it.
         http,
         GRPCServerService(app: self),
+        readiness,
         // Before the jobs, so stopped after them: then it releases their leases.
         jobs,
         housekeeping,

@@ -23,6 +23,9 @@ public struct ServerConfig: Sendable {
   /// How long a node's lease on a singleton job lasts without renewal (renewed every third of
   /// it): a dead holder's jobs move to another node within twice this.
   public var leaseDuration: Duration = .seconds(15)
+  /// How often the database is asked a trivial query; a node whose database has not answered
+  /// within this is NOT_SERVING (`/readyz`, gRPC health) until it does.
+  public var readinessInterval: Duration = .seconds(2)
   public var tlsCertificatePath: String?
   public var tlsKeyPath: String?
   /// Allow plaintext on a non-loopback address (behind a TLS-terminating proxy only).
@@ -63,6 +66,7 @@ public struct ServerConfig: Sendable {
     case badNodeID(String)
     case badLeaseDuration
     case badTrustedProxies(String)
+    case badReadinessInterval
 
     public var description: String {
       switch self {
@@ -79,6 +83,7 @@ public struct ServerConfig: Sendable {
       case .badNodeID(let id): "--node-id '\(id)' must be 1–64 letters, digits, '.', '_' or '-'"
       case .badLeaseDuration: "--lease-seconds must be 1–300"
       case .badTrustedProxies(let reason): "--trusted-proxies: \(reason)"
+      case .badReadinessInterval: "--readiness-interval-seconds must be 1–60"
       }
     }
   }
@@ -100,6 +105,7 @@ public struct ServerConfig: Sendable {
     guard nodeID.range(of: #"^[A-Za-z0-9._-]{1,64}$"#, options: .regularExpression) != nil else { throw .badNodeID(nodeID) }
     guard (Duration.seconds(1)...Duration.seconds(300)).contains(leaseDuration) else { throw .badLeaseDuration }
     _ = try TrustedProxies.parse(trustedProxies)
+    guard (Duration.seconds(1)...Duration.seconds(60)).contains(readinessInterval) else { throw .badReadinessInterval }
   }
 
   /// The host name, the process id and a random suffix (a restarted process is a new holder).

@@ -87,6 +87,7 @@ struct StatusInterceptor: ServerInterceptor {
       case .failedPrecondition(let why): return RPCError(code: .failedPrecondition, message: why)
       case .permissionDenied(let why): return RPCError(code: .permissionDenied, message: why)
       case .conflict(let why): return RPCError(code: .alreadyExists, message: why)
+      case .unavailable(let why): return RPCError(code: .unavailable, message: why)
       }
     case is CancellationError:
       return RPCError(code: .cancelled, message: "the call was cancelled")
