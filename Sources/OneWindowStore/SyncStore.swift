@@ -39,12 +39,18 @@ public struct PushOutcome: Sendable, Equatable {
   public var lastMutationID: Int64
   /// The id the server expected when a mutation skipped ahead.
   public var gapExpected: Int64?
+  /// Set when the database was restored from a backup and this client's ids from here up to its
+  /// first mutation in this push were acknowledged before the restore: their effects are gone.
+  public var lostFrom: Int64?
   public var serverClock: HLCStamp
 
-  public init(results: [MutationResult], lastMutationID: Int64, gapExpected: Int64?, serverClock: HLCStamp) {
+  public init(
+    results: [MutationResult], lastMutationID: Int64, gapExpected: Int64?, lostFrom: Int64? = nil, serverClock: HLCStamp
+  ) {
     self.results = results
     self.lastMutationID = lastMutationID
     self.gapExpected = gapExpected
+    self.lostFrom = lostFrom
     self.serverClock = serverClock
   }
 }
@@ -147,4 +153,9 @@ public protocol SyncStore: Sendable {
   func publish(collection: String, records: [String: [String: SyncValue]], now: Date) async throws -> Int
   /// Removes tombstones and stored push results older than `before`, raising the horizon.
   func compact(before: Date) async throws -> (tombstones: Int, results: Int)
+  /// After the database was restored from a backup (`onewindow restore-finish`, with every node
+  /// stopped): a new random epoch, so every device's cursor resets (even one the restored log
+  /// has since overtaken), and the mark that lets clients the restore set back continue past
+  /// acknowledged ids it lost (`MutationOrder.rebased`). Returns the old and the new epoch.
+  func startNewEpoch(now: Date) async throws -> (old: UInt32, new: UInt32)
 }

@@ -609,5 +609,13 @@ enum PostgresMigrations {
         PRIMARY KEY (sha256, part)
       );
       """),
+    // The epoch under which each client's last mutation id was counted, and when the database was
+    // last restored from a backup (restore-finish): together they tell a client the restore set
+    // back (it may continue past acknowledged ids the restore lost) from one that skipped ids.
+    ("v11-restore-epochs", """
+      ALTER TABLE sync_clients ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0;
+      UPDATE sync_clients SET epoch = (SELECT epoch FROM sync_meta WHERE id = 1);
+      ALTER TABLE sync_meta ADD COLUMN restored_at BIGINT;
+      """),
   ]
 }

@@ -323,12 +323,20 @@ final class PostgresSyncStore: SyncStore {
       // No lock of its own: the counter row lock taken by `write` already serializes every
       // writer of sync_clients and sync_results, so a device's mutation ids apply exactly once.
       let client = try await conn.rows(
-        "SELECT account_id, last_mutation_id FROM sync_clients WHERE client_id = \(batch.clientID)", logger: logger
+        "SELECT account_id, last_mutation_id, epoch FROM sync_clients WHERE client_id = \(batch.clientID)", logger: logger
       ).first
       if let client, try client["account_id"].decode(String.self) != batch.principal.accountID {
         throw StoreError.permissionDenied("client_id \(batch.clientID) belongs to another account; generate a new client id")
       }
-      let first = try client?["last_mutation_id"].decode(Int64.self) ?? 0
+      let counted = try client?["last_mutation_id"].decode(Int64.self) ?? 0
+      let meta = try await conn.all("SELECT epoch, restored_at FROM sync_meta WHERE id = 1", as: (Int64, Int64?).self, logger: logger).first
+      let epoch = UInt32(truncatingIfNeeded: meta?.0 ?? 0)
+      let rebase = MutationOrder.rebased(
+        firstMutationID: batch.mutations.first?.mutationID, lastProcessed: counted,
+        mayRebase: MutationOrder.mayRebase(
+          clientEpoch: try client.map { UInt32(truncatingIfNeeded: try $0["epoch"].decode(Int64.self)) }, currentEpoch: epoch,
+          restored: meta?.1 != nil))
+      let first = rebase.last
       // Set-based: the replayed mutations' stored results and the records the new ones touch are
       // read in one statement each, and the results written in one, whatever the batch's size.
       let replayed = batch.mutations.map(\.mutationID).filter { $0 <= first }
@@ -368,15 +376,17 @@ final class PostgresSyncStore: SyncStore {
           SELECT \(batch.clientID), m, r, \(PGTime.ms(batch.now)) FROM unnest(\(applied.map(\.id))::int8[], \(applied.map(\.result))::text[]) AS t(m, r)
           """, logger: logger)
       }
-      if last != first || client == nil {
+      if last != counted || client == nil {
         try await conn.run(
           """
-          INSERT INTO sync_clients (client_id, account_id, last_mutation_id, created_at, updated_at)
-          VALUES (\(batch.clientID), \(batch.principal.accountID), \(last), \(PGTime.ms(batch.now)), \(PGTime.ms(batch.now)))
-          ON CONFLICT (client_id) DO UPDATE SET last_mutation_id = excluded.last_mutation_id, updated_at = excluded.updated_at
+          INSERT INTO sync_clients (client_id, account_id, last_mutation_id, created_at, updated_at, epoch)
+          VALUES (\(batch.clientID), \(batch.principal.accountID), \(last), \(PGTime.ms(batch.now)), \(PGTime.ms(batch.now)), \(Int64(epoch)))
+          ON CONFLICT (client_id) DO UPDATE SET
+            last_mutation_id = excluded.last_mutation_id, updated_at = excluded.updated_at, epoch = excluded.epoch
           """, logger: logger)
       }
-      return PushOutcome(results: results, lastMutationID: last, gapExpected: gap, serverClock: state.clock.last)
+      return PushOutcome(
+        results: results, lastMutationID: last, gapExpected: gap, lostFrom: rebase.lostFrom, serverClock: state.clock.last)
     }
     var answered = outcome
     answered.serverClock = clockReading(now: batch.now)
@@ -454,6 +464,15 @@ final class PostgresSyncStore: SyncStore {
         if try await state.delete(collection: collection, id: id, conn) { changed += 1 }
       }
       return changed
+    }
+  }
+
+  func startNewEpoch(now: Date) async throws -> (old: UInt32, new: UInt32) {
+    try await write(now: now) { conn, _ -> (old: UInt32, new: UInt32) in
+      let old = UInt32(truncatingIfNeeded: try await conn.all("SELECT epoch FROM sync_meta WHERE id = 1", as: Int64.self, logger: self.logger).first ?? 0)
+      let new = SyncEpoch.next(after: old)
+      try await conn.run("UPDATE sync_meta SET epoch = \(Int64(new)), restored_at = \(PGTime.ms(now)) WHERE id = 1", logger: self.logger)
+      return (old, new)
     }
   }
 

@@ -140,12 +140,19 @@ final class SQLiteSyncStore: SyncStore {
   func push(_ batch: PushBatch) async throws -> PushOutcome {
     let outcome = try await write(now: batch.now) { db, state -> PushOutcome in
       let client = try Row.fetchOne(
-        db, sql: "SELECT account_id, last_mutation_id FROM sync_clients WHERE client_id = ?", arguments: [batch.clientID])
+        db, sql: "SELECT account_id, last_mutation_id, epoch FROM sync_clients WHERE client_id = ?", arguments: [batch.clientID])
       if let client, (client["account_id"] as String) != batch.principal.accountID {
         throw StoreError.permissionDenied("client_id \(batch.clientID) belongs to another account; generate a new client id")
       }
       let first: Int64 = client?["last_mutation_id"] ?? 0
-      var last = first
+      let meta = try Row.fetchOne(db, sql: "SELECT epoch, restored_at FROM sync_meta WHERE id = 1")
+      let epoch = UInt32(truncatingIfNeeded: meta?["epoch"] as Int64? ?? 0)
+      let rebase = MutationOrder.rebased(
+        firstMutationID: batch.mutations.first?.mutationID, lastProcessed: first,
+        mayRebase: MutationOrder.mayRebase(
+          clientEpoch: client.map { UInt32(truncatingIfNeeded: $0["epoch"] as Int64) }, currentEpoch: epoch,
+          restored: (meta?["restored_at"] as Int64?) != nil))
+      var last = rebase.last
       var results: [MutationResult] = []
       var gap: Int64?
       let clockBefore = state.clock
@@ -177,12 +184,14 @@ final class SQLiteSyncStore: SyncStore {
       if last != first || client == nil {
         try db.execute(
           sql: """
-            INSERT INTO sync_clients (client_id, account_id, last_mutation_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
-            ON CONFLICT (client_id) DO UPDATE SET last_mutation_id = excluded.last_mutation_id, updated_at = excluded.updated_at
+            INSERT INTO sync_clients (client_id, account_id, last_mutation_id, created_at, updated_at, epoch) VALUES (?, ?, ?, ?, ?, ?)
+            ON CONFLICT (client_id) DO UPDATE SET
+              last_mutation_id = excluded.last_mutation_id, updated_at = excluded.updated_at, epoch = excluded.epoch
             """,
-          arguments: [batch.clientID, batch.principal.accountID, last, SQLTime.ms(batch.now), SQLTime.ms(batch.now)])
+          arguments: [batch.clientID, batch.principal.accountID, last, SQLTime.ms(batch.now), SQLTime.ms(batch.now), Int64(epoch)])
       }
-      return PushOutcome(results: results, lastMutationID: last, gapExpected: gap, serverClock: state.clock.last)
+      return PushOutcome(
+        results: results, lastMutationID: last, gapExpected: gap, lostFrom: rebase.lostFrom, serverClock: state.clock.last)
     }
     var answered = outcome
     answered.serverClock = clockReading(now: batch.now)
@@ -248,6 +257,16 @@ final class SQLiteSyncStore: SyncStore {
         if try state.delete(collection: collection, id: id, db) { changed += 1 }
       }
       return changed
+    }
+  }
+
+  func startNewEpoch(now: Date) async throws -> (old: UInt32, new: UInt32) {
+    try await write(now: now) { db, _ -> (old: UInt32, new: UInt32) in
+      let old = UInt32(truncatingIfNeeded: try Int64.fetchOne(db, sql: "SELECT epoch FROM sync_meta WHERE id = 1") ?? 0)
+      let new = SyncEpoch.next(after: old)
+      try db.execute(
+        sql: "UPDATE sync_meta SET epoch = ?, restored_at = ? WHERE id = 1", arguments: [Int64(new), SQLTime.ms(now)])
+      return (old, new)
     }
   }
 

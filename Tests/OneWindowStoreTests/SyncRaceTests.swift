@@ -400,3 +400,48 @@ private func pullAll(_ store: any Store, audiences: [String], after: Int64 = 0, 
     }
   }
 }
+
+/// After a restore from a backup (`startNewEpoch`), on every engine.
+@Suite struct RestoreEpochTests {
+  @Test(arguments: TestEngine.enabled) func aNewEpochLetsClientsTheRestoreSetBackContinue(engine: TestEngine) async throws {
+    try await withTemporaryStore(engine) { store in
+      let a = try await makeAccount(store, "acct-a")
+      let b = try await makeAccount(store, "acct-b")
+      let before = try await store.sync.logState().epoch
+      // Device A had 1…3 processed; then (in the lost future) 4…6 were acknowledged and dropped.
+      for id in Int64(1)...3 {
+        #expect(try await push(store, a, clientID: "dev-a", [upsert(id, clientID: "dev-a", record: ULID.make(at: Date()), ["n": .int(id)], now: Date())]).lastMutationID == id)
+      }
+      // Without a restore a gap stops, for a known and for an unknown client alike.
+      let stopped = try await push(store, a, clientID: "dev-a", [upsert(7, clientID: "dev-a", record: ULID.make(at: Date()), [:], now: Date())])
+      #expect(stopped.gapExpected == 4 && stopped.results.isEmpty && stopped.lostFrom == nil)
+      let unknown = try await push(store, b, clientID: "dev-b", [upsert(5, clientID: "dev-b", record: ULID.make(at: Date()), [:], now: Date())])
+      #expect(unknown.gapExpected == 1 && unknown.results.isEmpty)
+
+      let (old, new) = try await store.sync.startNewEpoch(now: Date())
+      #expect(old == before && new != before && new != 0)
+      #expect(try await store.sync.logState().epoch == new)
+
+      // A's next unsent edit is 7: applied, and 4…6 reported lost.
+      let record = ULID.make(at: Date())
+      let resumed = try await push(store, a, clientID: "dev-a", [
+        upsert(7, clientID: "dev-a", record: record, ["n": .int(7)], now: Date()),
+        upsert(8, clientID: "dev-a", record: ULID.make(at: Date()), ["n": .int(8)], now: Date()),
+      ])
+      #expect(resumed.results.map(\.outcome) == [.applied, .applied] && resumed.lostFrom == 4 && resumed.lastMutationID == 8)
+      // Once it pushed in the new epoch, the strict order holds again.
+      let gapAgain = try await push(store, a, clientID: "dev-a", [upsert(10, clientID: "dev-a", record: ULID.make(at: Date()), [:], now: Date())])
+      #expect(gapAgain.gapExpected == 9 && gapAgain.results.isEmpty && gapAgain.lostFrom == nil)
+      // A replay of 7 is answered from its stored result.
+      let replay = try await push(store, a, clientID: "dev-a", [upsert(7, clientID: "dev-a", record: record, ["n": .int(7)], now: Date())])
+      #expect(replay.results.first?.replayed == true)
+      // A client the restored database never saw continues from its first unsent id.
+      let b5 = try await push(store, b, clientID: "dev-b", [upsert(5, clientID: "dev-b", record: ULID.make(at: Date()), ["n": .int(5)], now: Date())])
+      #expect(b5.results.map(\.outcome) == [.applied] && b5.lostFrom == 1)
+      // A client that starts at 1 loses nothing.
+      let c = try await makeAccount(store, "acct-c")
+      let fresh = try await push(store, c, clientID: "dev-c", [upsert(1, clientID: "dev-c", record: ULID.make(at: Date()), ["n": .int(1)], now: Date())])
+      #expect(fresh.results.map(\.outcome) == [.applied] && fresh.lostFrom == nil)
+    }
+  }
+}

@@ -834,6 +834,13 @@ public nonisolated struct Onewindow_V1_PushResponse: Sendable {
   /// Clears the value of `serverClock`. Subsequent reads from it will return its default value.
   public mutating func clearServerClock() {self._serverClock = nil}
 
+  /// Non-zero only after the server was restored from a backup: this device's mutations from this
+  /// id up to the first one of this push had been acknowledged before the restore, and the
+  /// restored server no longer has them, so their edits are gone. The server continued from the
+  /// push's first mutation instead of answering a gap nobody can fill (the device dropped those
+  /// mutations when they were acknowledged). Tell the user which edits to make again.
+  public var lostFromID: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2036,7 +2043,7 @@ nonisolated extension Onewindow_V1_MutationResult.RejectReason: SwiftProtobuf._P
 
 nonisolated extension Onewindow_V1_PushResponse: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PushResponse"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{3}last_mutation_id\0\u{3}gap_expected_id\0\u{3}server_clock\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}results\0\u{3}last_mutation_id\0\u{3}gap_expected_id\0\u{3}server_clock\0\u{3}lost_from_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2048,6 +2055,7 @@ nonisolated extension Onewindow_V1_PushResponse: SwiftProtobuf.Message, SwiftPro
       case 2: try { try decoder.decodeSingularInt64Field(value: &self.lastMutationID) }()
       case 3: try { try decoder.decodeSingularInt64Field(value: &self.gapExpectedID) }()
       case 4: try { try decoder.decodeSingularMessageField(value: &self._serverClock) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.lostFromID) }()
       default: break
       }
     }
@@ -2070,6 +2078,9 @@ nonisolated extension Onewindow_V1_PushResponse: SwiftProtobuf.Message, SwiftPro
     try { if let v = self._serverClock {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
     } }()
+    if self.lostFromID != 0 {
+      try visitor.visitSingularInt64Field(value: self.lostFromID, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2078,6 +2089,7 @@ nonisolated extension Onewindow_V1_PushResponse: SwiftProtobuf.Message, SwiftPro
     if lhs.lastMutationID != rhs.lastMutationID {return false}
     if lhs.gapExpectedID != rhs.gapExpectedID {return false}
     if lhs._serverClock != rhs._serverClock {return false}
+    if lhs.lostFromID != rhs.lostFromID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -90,6 +90,7 @@ public struct SyncEngine<Transport: ClientTransport>: Sendable {
         sent: batch, results: results, lastMutationID: response.lastMutationID,
         serverClock: try ServerPage.clock(response.hasServerClock ? response.serverClock : nil))
       report.lastMutationID = response.lastMutationID
+      if response.lostFromID != 0 { report.lostFromMutationID = report.lostFromMutationID ?? response.lostFromID }
 
       if response.gapExpectedID != 0 {
         let oldest = try await replica.unsent(limit: 1).first?.mutationID

@@ -37,6 +37,10 @@ public struct PushReport: Sendable, Equatable, Codable {
   public var clockClamped = 0
   /// The server's last processed mutation id of this device after the push.
   public var lastMutationID: Int64 = 0
+  /// Set after the server was restored from a backup: this device's mutation ids from here up
+  /// to the first one this push sent had been acknowledged before the restore and are gone
+  /// (their edits must be made again). Unsent edits are never lost this way.
+  public var lostFromMutationID: Int64?
 
   public init() {}
 

@@ -13,6 +13,36 @@ public enum MutationOrder: Sendable, Equatable {
     if mutationID == lastProcessed + 1 { return .next }
     return .gap(expected: lastProcessed + 1)
   }
+
+  /// Where a push's processing starts after a restore from a backup. A client whose mutation
+  /// ids were counted by a database state the restore replaced (`mayRebase`) may have had ids
+  /// acknowledged that the restored database never saw, and it dropped those from its queue: its
+  /// first mutation is then taken as the next one instead of stopping at a gap that nobody can
+  /// fill. Returns the last processed id to continue from, and the first id lost, if any.
+  public static func rebased(firstMutationID: Int64?, lastProcessed: Int64, mayRebase: Bool) -> (last: Int64, lostFrom: Int64?) {
+    guard mayRebase, let first = firstMutationID, first > lastProcessed + 1 else { return (lastProcessed, nil) }
+    return (first - 1, lastProcessed + 1)
+  }
+
+  /// Whether a client may be rebased (above): only in a database restored from a backup
+  /// (`restore-finish` gave it a new epoch), for a client unknown to it (`clientEpoch` nil) or
+  /// whose ids were last counted under another epoch. Once it has pushed in the new epoch, the
+  /// strict order holds again.
+  public static func mayRebase(clientEpoch: UInt32?, currentEpoch: UInt32, restored: Bool) -> Bool {
+    guard restored else { return false }
+    guard let clientEpoch else { return true }
+    return clientEpoch != currentEpoch
+  }
+}
+
+/// The change log's epoch: a random non-zero id, new with each database and after each restore.
+public enum SyncEpoch {
+  /// A random epoch other than `old` (and than 0).
+  public static func next(after old: UInt32) -> UInt32 {
+    var new = UInt32.random(in: 1...UInt32.max)
+    while new == old { new = UInt32.random(in: 1...UInt32.max) }
+    return new
+  }
 }
 
 /// A position in the server's change log, opaque to clients. It carries the log's epoch (a

@@ -113,6 +113,7 @@ struct SyncService: Onewindow_V1_SyncService.SimpleServiceProtocol {
       $0.results = outcome.results.map(Onewindow_V1_MutationResult.init)
       $0.lastMutationID = outcome.lastMutationID
       $0.gapExpectedID = outcome.gapExpected ?? 0
+      $0.lostFromID = outcome.lostFrom ?? 0
       $0.serverClock = Onewindow_V1_HlcStamp(outcome.serverClock)
     }
   }
