@@ -69,3 +69,26 @@ public struct OpenedDatabase: Sendable, CustomStringConvertible {
     try await store.close()
   }
 }
+
+/// Backups of the embedded engine (`onewindow backup` / `restore`). A PostgreSQL deployment is
+/// backed up with PostgreSQL's own tools (docs/deployment.md), then finished the same way
+/// (`restore-finish`).
+public enum EmbeddedBackups {
+  public typealias Summary = EmbeddedBackup.Summary
+  public typealias Failure = EmbeddedBackup.Failure
+
+  /// An online copy of the embedded deployment `choice` names into `target`.
+  public static func backup(_ choice: DatabaseChoice, keysDirectory: String, keyFiles: [String], to target: String) throws -> Summary {
+    guard case .embedded(let directory) = choice else { throw notEmbedded }
+    return try EmbeddedBackup.backup(dataDirectory: directory, keysDirectory: keysDirectory, keyFiles: keyFiles, to: target)
+  }
+
+  /// Copies a backup into the embedded deployment `choice` names.
+  public static func restore(_ choice: DatabaseChoice, from backup: String, keysDirectory: String) throws -> Summary {
+    guard case .embedded(let directory) = choice else { throw notEmbedded }
+    return try EmbeddedBackup.restore(from: backup, dataDirectory: directory, keysDirectory: keysDirectory)
+  }
+
+  static let notEmbedded = EmbeddedBackup.Failure(
+    "backup and restore copy the embedded SQLite deployment; for PostgreSQL use pg_dump/pg_restore or pg_basebackup, then `onewindow restore-finish` (docs/deployment.md)")
+}

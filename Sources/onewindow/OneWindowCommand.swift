@@ -11,7 +11,10 @@ struct OneWindowCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "onewindow",
     abstract: "OneWindow 一网通办 government services backend.",
-    subcommands: [Serve.self, Migrate.self, SeedDemo.self, Admin.self, Audit.self, Payments.self, Keys.self],
+    subcommands: [
+      Serve.self, Migrate.self, SeedDemo.self, Admin.self, Audit.self, Payments.self, Keys.self, Backup.self, Restore.self,
+      RestoreFinish.self,
+    ],
     defaultSubcommand: Serve.self)
 }
 
