@@ -24,7 +24,8 @@ public final class ChildProcess: Sendable {
     case inherit
     /// A file, created or appended to.
     case appendingTo(String)
-    /// A pipe to this process (`output()` reads stdout's; `write(_:)` feeds stdin's).
+    /// A pipe to this process (`output()` reads stdout's; `writeAndClose(_:)` feeds stdin's).
+    /// For stdin and stdout only; stderr given `.pipe` goes to /dev/null.
     case pipe
   }
 
@@ -65,6 +66,8 @@ public final class ChildProcess: Sendable {
         break
       case .null:
         posix_spawn_file_actions_addopen(&actions, target, "/dev/null", target == 0 ? O_RDONLY : O_WRONLY, 0)
+      case .pipe where target == 2:
+        posix_spawn_file_actions_addopen(&actions, target, "/dev/null", O_WRONLY, 0)
       case .appendingTo(let path):
         posix_spawn_file_actions_addopen(&actions, target, path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
       case .pipe:
