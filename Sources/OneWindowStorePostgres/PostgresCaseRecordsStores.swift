@@ -25,19 +25,19 @@ enum PostgresAudit {
     let hash = AuditChain.hash(
       sequence: sequence, atMillis: at, actorID: event.actorID, actorRole: event.actorRole,
       actorDepartment: event.actorDepartment, action: event.action, targetType: event.targetType, targetID: event.targetID,
-      subjectID: event.subjectID, reason: event.reason, previousHash: previous)
+      subjectID: event.subjectID, reason: event.reason, clientAddress: event.clientAddress, previousHash: previous)
     try await conn.run(
       """
       WITH head AS (UPDATE audit_head SET hash = \(hash) WHERE id = 1)
       INSERT INTO audit_log (seq, at, actor_id, actor_role, actor_department, action, target_type, target_id, subject_id,
-        reason, prev_hash, hash)
+        reason, client_address, prev_hash, hash)
       VALUES (\(sequence), \(at), \(event.actorID), \(event.actorRole), \(event.actorDepartment), \(event.action),
-        \(event.targetType), \(event.targetID), \(event.subjectID), \(event.reason), \(previous), \(hash))
+        \(event.targetType), \(event.targetID), \(event.subjectID), \(event.reason), \(event.clientAddress), \(previous), \(hash))
       """, logger: logger)
   }
 
   static let columns =
-    "seq, at, actor_id, actor_role, actor_department, action, target_type, target_id, subject_id, reason, prev_hash, hash"
+    "seq, at, actor_id, actor_role, actor_department, action, target_type, target_id, subject_id, reason, client_address, prev_hash, hash"
 
   static func entry(_ row: PostgresRandomAccessRow) throws -> AuditEntry {
     AuditEntry(
@@ -46,6 +46,7 @@ enum PostgresAudit {
       actorDepartment: try row["actor_department"].decode(String?.self), action: try row["action"].decode(String.self),
       targetType: try row["target_type"].decode(String.self), targetID: try row["target_id"].decode(String.self),
       subjectID: try row["subject_id"].decode(String?.self), reason: try row["reason"].decode(String.self),
+      clientAddress: try row["client_address"].decode(String?.self),
       previousHash: try row["prev_hash"].decode(String.self), hash: try row["hash"].decode(String.self))
   }
 }

@@ -617,5 +617,8 @@ enum PostgresMigrations {
       UPDATE sync_clients SET epoch = (SELECT epoch FROM sync_meta WHERE id = 1);
       ALTER TABLE sync_meta ADD COLUMN restored_at BIGINT;
       """),
+    // Where each audited call came from (behind trusted proxies, the caller's address); NULL for
+    // the system's own actions and older entries, which keep their hash format.
+    ("v12-audit-address", "ALTER TABLE audit_log ADD COLUMN client_address TEXT;"),
   ]
 }

@@ -573,6 +573,11 @@ enum Migrations {
         ALTER TABLE sync_meta ADD COLUMN restored_at INTEGER;
         """)
     }
+    m.registerMigration("v12-audit-address") { db in
+      // Where each audited call came from (behind trusted proxies, the caller's address); NULL
+      // for the system's own actions and older entries, which keep their hash format.
+      try db.execute(sql: "ALTER TABLE audit_log ADD COLUMN client_address TEXT")
+    }
     return m
   }
 }

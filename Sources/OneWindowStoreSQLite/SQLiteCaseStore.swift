@@ -290,16 +290,16 @@ enum SQLiteAudit {
     let hash = AuditChain.hash(
       sequence: sequence, atMillis: at, actorID: event.actorID, actorRole: event.actorRole,
       actorDepartment: event.actorDepartment, action: event.action, targetType: event.targetType, targetID: event.targetID,
-      subjectID: event.subjectID, reason: event.reason, previousHash: previous)
+      subjectID: event.subjectID, reason: event.reason, clientAddress: event.clientAddress, previousHash: previous)
     try db.cachedStatement(
       sql: """
         INSERT INTO audit_log (seq, at, actor_id, actor_role, actor_department, action, target_type, target_id, subject_id,
-          reason, prev_hash, hash)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+          reason, client_address, prev_hash, hash)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         """
     ).execute(arguments: [
       sequence, at, event.actorID, event.actorRole, event.actorDepartment, event.action, event.targetType, event.targetID,
-      event.subjectID, event.reason, previous, hash,
+      event.subjectID, event.reason, event.clientAddress, previous, hash,
     ])
   }
 
@@ -307,8 +307,8 @@ enum SQLiteAudit {
     AuditEntry(
       sequence: row["seq"], at: SQLTime.date(row["at"] as Int64), actorID: row["actor_id"], actorRole: row["actor_role"],
       actorDepartment: row["actor_department"], action: row["action"], targetType: row["target_type"],
-      targetID: row["target_id"], subjectID: row["subject_id"], reason: row["reason"], previousHash: row["prev_hash"],
-      hash: row["hash"])
+      targetID: row["target_id"], subjectID: row["subject_id"], reason: row["reason"], clientAddress: row["client_address"],
+      previousHash: row["prev_hash"], hash: row["hash"])
   }
 }
 

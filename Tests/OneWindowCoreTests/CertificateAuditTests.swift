@@ -316,6 +316,29 @@ func firstBreak(_ entries: [AuditEntry], verifier: AuditChain.Verifier = .init()
 }
 
 @Suite struct AuditChainTests {
+  /// Entries with a client address hash as `ow-audit-2` (the address is covered); entries without
+  /// keep the `ow-audit-1` hash they were written with, so old chains still verify.
+  @Test func theClientAddressIsPartOfTheHashOnlyWhenKept() {
+    let old = auditChain(2)
+    var withAddress = old[1]
+    withAddress.clientAddress = "ipv4:198.51.100.7"
+    // Known value of the ow-audit-1 encoding: unchanged by the new parameter.
+    #expect(AuditChain.hash(of: old[1]) == old[1].hash)
+    withAddress.hash = AuditChain.hash(of: withAddress)
+    #expect(withAddress.hash != old[1].hash)
+    #expect(firstBreak([old[0], withAddress]).0 == nil)
+    // Changing or dropping the address breaks the entry.
+    var forged = withAddress
+    forged.clientAddress = "ipv4:198.51.100.8"
+    #expect(firstBreak([old[0], forged]).0 == .alteredEntry(sequence: 2))
+    forged.clientAddress = nil
+    #expect(firstBreak([old[0], forged]).0 == .alteredEntry(sequence: 2))
+    // An empty address is still an address (not confused with none).
+    var empty = old[1]
+    empty.clientAddress = ""
+    #expect(AuditChain.hash(of: empty) != old[1].hash)
+  }
+
   @Test func anIntactChainVerifies() {
     let chain = auditChain()
     #expect(chain.first?.previousHash == AuditChain.genesis)

@@ -189,6 +189,27 @@ final class HAProxy: Sendable {
     }
   }
 
+  /// The audit trail records the caller's address, not the balancer's.
+  @Test func auditEntriesRecordTheCallerBehindTheProxy() async throws {
+    try await TestEnvironment.run(configure: { $0.trustedProxies = "127.0.0.1" }) { (env) async throws in
+      guard let proxy = try await HAProxy.start(
+        config: Self.haproxyConfig, values: ["grpc": "\(env.port)", "http": "\(env.httpPort)"])
+      else { return }
+      let token = try await env.adminSession().accessToken
+      for (port, code, expected) in [(proxy.port("callerA"), "d-a", "ipv4:127.0.0.2"), (proxy.port("callerB"), "d-b", "ipv4:127.0.0.3")] {
+        try await OneWindowClients.with(ConnectionOptions(host: "127.0.0.1", port: port)) { clients in
+          _ = try await clients.catalog.upsertDepartment(
+            .with { $0.department = .with { $0.code = code; $0.name = "部门 \(code)" } }, metadata: bearer(token))
+        }
+        let entries = try await env.clients.audit.listAuditEntries(.with { $0.targetID = code }, metadata: bearer(token)).entries
+        #expect(entries.map(\.clientAddress) == [expected], "\(entries)")
+      }
+      // The chain, addresses included, verifies.
+      let verified = try await env.clients.audit.verifyAuditChain(.init(), metadata: bearer(token))
+      #expect(verified.intact, "\(verified)")
+    }
+  }
+
   @Test func httpRoutesSeeTheCallerBehindATrustedProxyOnly() async throws {
     let echo = HTTPRoute(method: "GET", path: "/test/caller") { request in .text(200, request.clientAddress) }
     try await TestEnvironment.run(configure: { $0.trustedProxies = "127.0.0.1" }, httpRoutes: [echo]) { (env) async throws in

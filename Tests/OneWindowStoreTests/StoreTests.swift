@@ -40,7 +40,7 @@ func spec(_ code: String, name: String = "居民身份证换领", department: St
 
 let allMigrations = [
   "v1-identity-catalog", "v2-sync", "v3-cases", "v4-notifications", "v5-payments", "v6-payment-checks",
-  "v7-case-phone-check", "v8-account-region", "v9-audit-head", "v10-cluster", "v11-restore-epochs",
+  "v7-case-phone-check", "v8-account-region", "v9-audit-head", "v10-cluster", "v11-restore-epochs", "v12-audit-address",
 ]
 
 @Suite struct CatalogStoreTests {

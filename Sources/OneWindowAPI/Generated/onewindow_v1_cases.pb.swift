@@ -1738,6 +1738,11 @@ public nonisolated struct Onewindow_V1_AuditEntry: Sendable {
 
   public var hash: String = String()
 
+  /// Where the call came from, e.g. "ipv4:10.1.2.3" (behind load balancers listed in
+  /// --trusted-proxies, the caller's address); empty for the server's own jobs and for entries
+  /// written before addresses were kept. Part of the hash when set.
+  public var clientAddress: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -4265,7 +4270,7 @@ nonisolated extension Onewindow_V1_ListAuditEntriesRequest: SwiftProtobuf.Messag
 
 nonisolated extension Onewindow_V1_AuditEntry: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".AuditEntry"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}at\0\u{3}actor_id\0\u{3}actor_role\0\u{3}actor_department_code\0\u{1}action\0\u{3}target_type\0\u{3}target_id\0\u{3}subject_id\0\u{1}reason\0\u{3}previous_hash\0\u{1}hash\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{1}at\0\u{3}actor_id\0\u{3}actor_role\0\u{3}actor_department_code\0\u{1}action\0\u{3}target_type\0\u{3}target_id\0\u{3}subject_id\0\u{1}reason\0\u{3}previous_hash\0\u{1}hash\0\u{3}client_address\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4285,6 +4290,7 @@ nonisolated extension Onewindow_V1_AuditEntry: SwiftProtobuf.Message, SwiftProto
       case 10: try { try decoder.decodeSingularStringField(value: &self.reason) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.previousHash) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self.hash) }()
+      case 13: try { try decoder.decodeSingularStringField(value: &self.clientAddress) }()
       default: break
       }
     }
@@ -4331,6 +4337,9 @@ nonisolated extension Onewindow_V1_AuditEntry: SwiftProtobuf.Message, SwiftProto
     if !self.hash.isEmpty {
       try visitor.visitSingularStringField(value: self.hash, fieldNumber: 12)
     }
+    if !self.clientAddress.isEmpty {
+      try visitor.visitSingularStringField(value: self.clientAddress, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -4347,6 +4356,7 @@ nonisolated extension Onewindow_V1_AuditEntry: SwiftProtobuf.Message, SwiftProto
     if lhs.reason != rhs.reason {return false}
     if lhs.previousHash != rhs.previousHash {return false}
     if lhs.hash != rhs.hash {return false}
+    if lhs.clientAddress != rhs.clientAddress {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -23,18 +23,28 @@ public struct AuditEntry: Sendable, Equatable {
   /// The citizen or enterprise whose data this is, so they can list who touched it.
   public var subjectID: String?
   public var reason: String
+  /// The address the action came from (`ipv4:…`, behind trusted proxies the caller's); nil for
+  /// the system's own actions and for entries written before addresses were kept.
+  public var clientAddress: String?
   public var previousHash: String
   public var hash: String
 
   public init(
     sequence: Int64, at: Date, actorID: String?, actorRole: String, actorDepartment: String?, action: String,
-    targetType: String, targetID: String, subjectID: String?, reason: String, previousHash: String, hash: String
+    targetType: String, targetID: String, subjectID: String?, reason: String, clientAddress: String? = nil,
+    previousHash: String, hash: String
   ) {
     self.sequence = sequence; self.at = at; self.actorID = actorID; self.actorRole = actorRole
     self.actorDepartment = actorDepartment; self.action = action; self.targetType = targetType
-    self.targetID = targetID; self.subjectID = subjectID; self.reason = reason
+    self.targetID = targetID; self.subjectID = subjectID; self.reason = reason; self.clientAddress = clientAddress
     self.previousHash = previousHash; self.hash = hash
   }
+}
+
+/// The address of the call being handled (`ipv4:10.1.2.3`; behind trusted proxies, the caller's),
+/// set by the server for each RPC, so per-address limits and audit entries use the same one.
+public enum CallerAddress {
+  @TaskLocal public static var current: String?
 }
 
 /// What an action appends to the audit log (the store adds sequence and hashes).
@@ -47,13 +57,17 @@ public struct AuditEvent: Sendable, Equatable {
   public var targetID: String
   public var subjectID: String?
   public var reason: String
+  /// Where the call came from: by default the address of the call being handled
+  /// (`CallerAddress.current`), nil for the system's own jobs.
+  public var clientAddress: String?
 
   public init(
     actorID: String?, actorRole: String, actorDepartment: String?, action: String, targetType: String, targetID: String,
-    subjectID: String? = nil, reason: String = ""
+    subjectID: String? = nil, reason: String = "", clientAddress: String? = CallerAddress.current
   ) {
     self.actorID = actorID; self.actorRole = actorRole; self.actorDepartment = actorDepartment; self.action = action
     self.targetType = targetType; self.targetID = targetID; self.subjectID = subjectID; self.reason = reason
+    self.clientAddress = clientAddress
   }
 
   public init(_ principal: Principal, action: String, targetType: String, targetID: String, subjectID: String? = nil, reason: String = "") {
@@ -76,14 +90,19 @@ public enum AuditChain {
   /// SHA-256 (hex) over the entry's fields and the previous hash in a fixed order, each written
   /// as its UTF-8 length in decimal, ':', and its UTF-8 bytes (length prefixes make the encoding
   /// unambiguous whatever the fields contain).
+  /// An entry with a client address is hashed as `ow-audit-2`, with the address before the
+  /// previous hash; one without keeps `ow-audit-1`, so entries written before addresses were kept
+  /// still verify.
   public static func hash(
     sequence: Int64, atMillis: Int64, actorID: String?, actorRole: String, actorDepartment: String?, action: String,
-    targetType: String, targetID: String, subjectID: String?, reason: String, previousHash: String
+    targetType: String, targetID: String, subjectID: String?, reason: String, clientAddress: String? = nil,
+    previousHash: String
   ) -> String {
-    let parts = [
-      "ow-audit-1", String(sequence), String(atMillis), actorID ?? "", actorRole, actorDepartment ?? "", action,
-      targetType, targetID, subjectID ?? "", reason, previousHash,
+    let fields = [
+      String(sequence), String(atMillis), actorID ?? "", actorRole, actorDepartment ?? "", action, targetType, targetID,
+      subjectID ?? "", reason,
     ]
+    let parts = clientAddress.map { ["ow-audit-2"] + fields + [$0, previousHash] } ?? (["ow-audit-1"] + fields + [previousHash])
     let text = parts.map { "\($0.utf8.count):\($0)" }.joined()
     return Hex.sha256(Array(text.utf8))
   }
@@ -92,7 +111,8 @@ public enum AuditChain {
     hash(
       sequence: e.sequence, atMillis: Int64((e.at.timeIntervalSince1970 * 1000).rounded()), actorID: e.actorID,
       actorRole: e.actorRole, actorDepartment: e.actorDepartment, action: e.action, targetType: e.targetType,
-      targetID: e.targetID, subjectID: e.subjectID, reason: e.reason, previousHash: e.previousHash)
+      targetID: e.targetID, subjectID: e.subjectID, reason: e.reason, clientAddress: e.clientAddress,
+      previousHash: e.previousHash)
   }
 
   public enum Break: Sendable, Equatable, CustomStringConvertible {

@@ -5,10 +5,6 @@ import OneWindowCore
 /// streaming response bodies, which run later).
 public enum RequestContext {
   @TaskLocal public static var principal: Principal?
-  /// The caller's address as per-address limits and the audit trail count it
-  /// (`ClientAddresses`: behind a trusted proxy, the address the proxy vouches for), set by
-  /// `ClientAddressInterceptor`; e.g. `ipv4:10.1.2.3`.
-  @TaskLocal public static var clientAddress: String?
 
   /// The caller; only valid on RPCs the policy marks as needing a login.
   static func requirePrincipal() throws -> Principal {

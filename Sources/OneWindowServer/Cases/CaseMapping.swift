@@ -197,6 +197,7 @@ extension Onewindow_V1_AuditEntry {
       $0.targetID = e.targetID
       $0.subjectID = e.subjectID ?? ""
       $0.reason = e.reason
+      $0.clientAddress = e.clientAddress ?? ""
       $0.previousHash = e.previousHash
       $0.hash = e.hash
     }

@@ -1,8 +1,9 @@
 import GRPCCore
+import OneWindowCore
 
 /// Resolves each call's caller address once (`ClientAddresses`: the peer, or the caller a
-/// trusted proxy names) and makes it `RequestContext.clientAddress` for the handler and its
-/// streaming body.
+/// trusted proxy names) and makes it `CallerAddress.current` for the handler and its streaming
+/// body: the address per-address limits count and audit entries record.
 struct ClientAddressInterceptor: ServerInterceptor {
   let clients: ClientAddresses
 
@@ -12,11 +13,11 @@ struct ClientAddressInterceptor: ServerInterceptor {
     next: @Sendable (StreamingServerRequest<Input>, ServerContext) async throws -> StreamingServerResponse<Output>
   ) async throws -> StreamingServerResponse<Output> {
     let address = clients.grpcCaller(remotePeer: context.remotePeer, metadata: request.metadata)
-    var response = try await RequestContext.$clientAddress.withValue(address) { try await next(request, context) }
+    var response = try await CallerAddress.$current.withValue(address) { try await next(request, context) }
     if case .success(var contents) = response.accepted {
       let producer = contents.producer
       contents.producer = { writer in
-        try await RequestContext.$clientAddress.withValue(address) { try await producer(writer) }
+        try await CallerAddress.$current.withValue(address) { try await producer(writer) }
       }
       response.accepted = .success(contents)
     }

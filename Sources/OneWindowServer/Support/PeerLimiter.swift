@@ -5,7 +5,7 @@ import OneWindowStore
 
 /// A sliding-window limit per caller address, counted by the store for every node sharing the
 /// database (`RateLimits`), so a cluster of N nodes admits what one node would. The address is
-/// the caller's behind trusted proxies (`RequestContext.clientAddress`), so callers behind one
+/// the caller's behind trusted proxies (`CallerAddress.current`), so callers behind one
 /// load balancer are counted apart.
 struct PeerLimiter: Sendable {
   let store: any RateLimits
@@ -27,7 +27,7 @@ struct PeerLimiter: Sendable {
   /// Returns the ticket `refund` takes.
   @discardableResult
   func admit(_ context: ServerContext, now: Date) async throws -> Ticket {
-    let key = name + ":" + (RequestContext.clientAddress ?? SlidingWindowLimit.peerAddress(context.remotePeer))
+    let key = name + ":" + (CallerAddress.current ?? SlidingWindowLimit.peerAddress(context.remotePeer))
     if let wait = try await store.take(key, limit: limit, window: window, now: now) {
       throw RateLimited.error("too many \(what) from this address", retryAfter: wait)
     }
