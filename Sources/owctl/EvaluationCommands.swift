@@ -339,13 +339,13 @@ struct AuditCommand: AsyncParsableCommand {
           if response.entries.isEmpty {
             Console.out("no audit entries")
           } else {
-            var headers = ["SEQ", "TIME", "ACTION", "ACTOR", "ROLE", "DEPT", "TARGET", "SUBJECT", "REASON"]
+            var headers = ["SEQ", "TIME", "ACTION", "ACTOR", "ROLE", "DEPT", "FROM", "TARGET", "SUBJECT", "REASON"]
             if hashes { headers.append("HASH") }
             var table = Table(headers, right: [0])
             for e in response.entries {
               var row = [
                 "\(e.sequence)", e.hasAt ? Format.minute(e.at) : "", e.action, e.actorID.isEmpty ? "system" : e.actorID,
-                e.actorRole, e.actorDepartmentCode, "\(e.targetType):\(e.targetID)", e.subjectID, e.reason,
+                e.actorRole, e.actorDepartmentCode, e.clientAddress, "\(e.targetType):\(e.targetID)", e.subjectID, e.reason,
               ]
               if hashes { row.append(String(e.hash.prefix(16)) + "…") }
               table.add(row)
