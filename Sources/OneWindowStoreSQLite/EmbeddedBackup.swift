@@ -35,12 +35,7 @@ public enum EmbeddedBackup {
     }
     try fm.createDirectory(atPath: target, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
     var summary = Summary()
-    for file in [databaseFile, sandboxFile] {
-      let from = (dataDirectory as NSString).appendingPathComponent(file)
-      guard fm.fileExists(atPath: from) else { continue }
-      try snapshot(from, to: (target as NSString).appendingPathComponent(file))
-      summary.files.append(file)
-    }
+    summary.files = try snapshotDatabases(from: dataDirectory, to: target)
     summary.materials = try copyTree(
       (dataDirectory as NSString).appendingPathComponent(materialsDirectory),
       to: (target as NSString).appendingPathComponent(materialsDirectory))
@@ -70,14 +65,7 @@ public enum EmbeddedBackup {
       }
     }
     var summary = Summary()
-    for file in [databaseFile, sandboxFile] {
-      let from = (backup as NSString).appendingPathComponent(file)
-      guard fm.fileExists(atPath: from) else { continue }
-      let to = (dataDirectory as NSString).appendingPathComponent(file)
-      if fm.fileExists(atPath: to) { try fm.removeItem(atPath: to) }  // the books follow the database
-      try snapshot(from, to: to)
-      summary.files.append(file)
-    }
+    summary.files = try snapshotDatabases(from: backup, to: dataDirectory)
     summary.materials = try copyTree(
       (backup as NSString).appendingPathComponent(materialsDirectory),
       to: (dataDirectory as NSString).appendingPathComponent(materialsDirectory))
@@ -90,6 +78,21 @@ public enum EmbeddedBackup {
       summary.keys.append(key)
     }
     return summary
+  }
+
+  /// The database and the sandbox books of `source` snapshotted into `target` (books already
+  /// there are replaced: they follow the database). Returns the files copied.
+  static func snapshotDatabases(from source: String, to target: String) throws -> [String] {
+    var copied: [String] = []
+    for file in [databaseFile, sandboxFile] {
+      let from = (source as NSString).appendingPathComponent(file)
+      guard FileManager.default.fileExists(atPath: from) else { continue }
+      let to = (target as NSString).appendingPathComponent(file)
+      if FileManager.default.fileExists(atPath: to) { try FileManager.default.removeItem(atPath: to) }
+      try snapshot(from, to: to)
+      copied.append(file)
+    }
+    return copied
   }
 
   /// SQLite's online backup of one database file into a new one (WAL folded in).

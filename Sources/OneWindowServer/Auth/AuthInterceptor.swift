@@ -34,14 +34,7 @@ struct AuthInterceptor: ServerInterceptor {
     }
     guard let principal else { return try await next(request, context) }
     var response = try await RequestContext.$principal.withValue(principal) { try await next(request, context) }
-    // Streaming bodies run after `next` returns: carry the principal into them too.
-    if case .success(var contents) = response.accepted {
-      let producer = contents.producer
-      contents.producer = { writer in
-        try await RequestContext.$principal.withValue(principal) { try await producer(writer) }
-      }
-      response.accepted = .success(contents)
-    }
+    response.carrying(RequestContext.$principal, principal)
     return response
   }
 

@@ -14,13 +14,7 @@ struct ClientAddressInterceptor: ServerInterceptor {
   ) async throws -> StreamingServerResponse<Output> {
     let address = clients.grpcCaller(remotePeer: context.remotePeer, metadata: request.metadata)
     var response = try await CallerAddress.$current.withValue(address) { try await next(request, context) }
-    if case .success(var contents) = response.accepted {
-      let producer = contents.producer
-      contents.producer = { writer in
-        try await CallerAddress.$current.withValue(address) { try await producer(writer) }
-      }
-      response.accepted = .success(contents)
-    }
+    response.carrying(CallerAddress.$current, address)
     return response
   }
 }
