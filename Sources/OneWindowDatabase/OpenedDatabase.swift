@@ -83,10 +83,11 @@ public enum EmbeddedBackups {
     return try EmbeddedBackup.backup(dataDirectory: directory, keysDirectory: keysDirectory, keyFiles: keyFiles, to: target)
   }
 
-  /// Copies a backup into the embedded deployment `choice` names.
-  public static func restore(_ choice: DatabaseChoice, from backup: String, keysDirectory: String) throws -> Summary {
+  /// Copies a backup into the embedded deployment `choice` names and finishes the restore (a new
+  /// sync epoch) before the database takes its name.
+  public static func restore(_ choice: DatabaseChoice, from backup: String, keysDirectory: String, now: Date) async throws -> Summary {
     guard case .embedded(let directory) = choice else { throw notEmbedded }
-    return try EmbeddedBackup.restore(from: backup, dataDirectory: directory, keysDirectory: keysDirectory)
+    return try await EmbeddedBackup.restore(from: backup, dataDirectory: directory, keysDirectory: keysDirectory, now: now)
   }
 
   static let notEmbedded = EmbeddedBackup.Failure(

@@ -22,6 +22,8 @@ public enum EmbeddedBackup {
     public var files: [String] = []
     public var materials = 0
     public var keys: [String] = []
+    /// A restore's sync epochs: the backup's and the new one it was given.
+    public var epochs: (old: UInt32, new: UInt32)?
   }
 
   /// Copies the deployment in `dataDirectory` (keys from `keysDirectory`) into `target`, which
@@ -51,9 +53,11 @@ public enum EmbeddedBackup {
   }
 
   /// Brings a backup back into `dataDirectory` (keys into `keysDirectory`), which must hold no
-  /// database: move a damaged one aside first. The caller then gives the database a new sync
-  /// epoch (`SyncStore.startNewEpoch`) before any server starts on it.
-  public static func restore(from backup: String, dataDirectory: String, keysDirectory: String) throws -> Summary {
+  /// database: move a damaged one aside first. The database is restored under a temporary name,
+  /// given its new sync epoch there (`SyncStore.startNewEpoch`), and renamed into place last: a
+  /// restore that fails or is killed half-way leaves no database a server could start on with
+  /// the old epoch, and can simply be run again.
+  public static func restore(from backup: String, dataDirectory: String, keysDirectory: String, now: Date) async throws -> Summary {
     let fm = FileManager.default
     let database = (backup as NSString).appendingPathComponent(databaseFile)
     guard fm.fileExists(atPath: database) else { throw Failure("\(backup) holds no \(databaseFile): is it a backup made by `onewindow backup`?") }
@@ -65,7 +69,7 @@ public enum EmbeddedBackup {
       }
     }
     var summary = Summary()
-    summary.files = try snapshotDatabases(from: backup, to: dataDirectory)
+    summary.files = try snapshotDatabases(from: backup, to: dataDirectory, suffix: restoringSuffix)
     summary.materials = try copyTree(
       (backup as NSString).appendingPathComponent(materialsDirectory),
       to: (dataDirectory as NSString).appendingPathComponent(materialsDirectory))
@@ -77,18 +81,39 @@ public enum EmbeddedBackup {
       try copyFile((keys as NSString).appendingPathComponent(key), to: to, mode: 0o600)
       summary.keys.append(key)
     }
+    // The new epoch, on the database still under its temporary name.
+    let restoring = (dataDirectory as NSString).appendingPathComponent(databaseFile + restoringSuffix)
+    let store = try SQLiteStore(path: restoring)
+    do {
+      summary.epochs = try await store.sync.startNewEpoch(now: now)
+      try await store.close()
+    } catch {
+      try? await store.close()
+      throw error
+    }
+    // Into place: the books, then the database last.
+    for file in [sandboxFile, databaseFile] where summary.files.contains(file) {
+      let from = (dataDirectory as NSString).appendingPathComponent(file + restoringSuffix)
+      let to = (dataDirectory as NSString).appendingPathComponent(file)
+      for leftover in ["-wal", "-shm"] { try? fm.removeItem(atPath: from + leftover) }
+      if fm.fileExists(atPath: to) { try fm.removeItem(atPath: to) }
+      try fm.moveItem(atPath: from, toPath: to)
+    }
     return summary
   }
 
-  /// The database and the sandbox books of `source` snapshotted into `target` (books already
-  /// there are replaced: they follow the database). Returns the files copied.
-  static func snapshotDatabases(from source: String, to target: String) throws -> [String] {
+  /// The name a restored file has until the restore is complete.
+  static let restoringSuffix = ".restoring"
+
+  /// The database and the sandbox books of `source` snapshotted into `target`, each under its
+  /// name plus `suffix` (a file already there is replaced). Returns the names copied.
+  static func snapshotDatabases(from source: String, to target: String, suffix: String = "") throws -> [String] {
     var copied: [String] = []
     for file in [databaseFile, sandboxFile] {
       let from = (source as NSString).appendingPathComponent(file)
       guard FileManager.default.fileExists(atPath: from) else { continue }
-      let to = (target as NSString).appendingPathComponent(file)
-      if FileManager.default.fileExists(atPath: to) { try FileManager.default.removeItem(atPath: to) }
+      let to = (target as NSString).appendingPathComponent(file + suffix)
+      for stale in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: to + stale) }
       try snapshot(from, to: to)
       copied.append(file)
     }

@@ -16,11 +16,14 @@ struct Restore: AsyncParsableCommand {
   func run() async throws {
     let summary: EmbeddedBackups.Summary
     do {
-      summary = try EmbeddedBackups.restore(try data.database(), from: source, keysDirectory: data.resolvedKeysDirectory)
+      summary = try await EmbeddedBackups.restore(
+        try data.database(), from: source, keysDirectory: data.resolvedKeysDirectory, now: Date())
     } catch let failure as EmbeddedBackups.Failure {
       throw ValidationError(failure.description)
     }
     print("restored \(summary.files.joined(separator: ", ")), \(summary.materials) material file(s) and \(summary.keys.count) key(s) from \(source)")
-    try await RestoreFinish.finish(data)
+    if let (old, new) = summary.epochs {
+      print("sync epoch \(old) → \(new); every device resets on its next pull and keeps its unsynced edits")
+    }
   }
 }

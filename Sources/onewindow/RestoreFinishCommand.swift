@@ -6,7 +6,7 @@ struct RestoreFinish: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "restore-finish",
     abstract: "After restoring the database from a backup: give it a new sync epoch, so every device resets and keeps its unsynced edits.",
-    discussion: "Run once, with every node stopped, before the first start on the restored database (`onewindow restore` runs it itself). Devices then pull a fresh snapshot and push their pending edits; a device whose acknowledged edits the restore lost is told so (PushResponse.lost_from_id) instead of being stuck. Then run `onewindow payments reconcile` for the days since the backup.")
+    discussion: "Run once, with every node stopped, before the first start on the restored database (`onewindow restore` does the same itself). Devices then pull a fresh snapshot and push their pending edits; a device whose acknowledged edits the restore lost is told so (PushResponse.lost_from_id) instead of being stuck. Then run `onewindow payments reconcile` for the days since the backup.")
 
   @OptionGroup var data: DataOptions
 

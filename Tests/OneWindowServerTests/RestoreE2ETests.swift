@@ -119,6 +119,9 @@ import Testing
     let restore = try await restore(server, engine: engine, binary: binary, from: "\(work)/backup", work: work)
     #expect(restore.contains("sync epoch"), "\(restore)")
     if engine == .sqlite {
+      // The database took its name only once finished: no temporary file is left.
+      let left = try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory).filter { $0.contains(".restoring") }
+      #expect(left.isEmpty, "\(left)")
       // A second restore into the same directory is refused: it would overwrite the database.
       let again = try await ChildProcess.run(binary, ["restore", "--from", "\(work)/backup"] + server.databaseArguments, stderr: .null)
       #expect(again.status != 0)
