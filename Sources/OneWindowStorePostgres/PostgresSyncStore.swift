@@ -329,13 +329,15 @@ final class PostgresSyncStore: SyncStore {
         throw StoreError.permissionDenied("client_id \(batch.clientID) belongs to another account; generate a new client id")
       }
       let counted = try client?["last_mutation_id"].decode(Int64.self) ?? 0
-      let meta = try await conn.all("SELECT epoch, restored_at FROM sync_meta WHERE id = 1", as: (Int64, Int64?).self, logger: logger).first
-      let epoch = UInt32(truncatingIfNeeded: meta?.0 ?? 0)
-      let rebase = MutationOrder.rebased(
-        firstMutationID: batch.mutations.first?.mutationID, lastProcessed: counted,
-        mayRebase: MutationOrder.mayRebase(
-          clientEpoch: try client.map { UInt32(truncatingIfNeeded: try $0["epoch"].decode(Int64.self)) }, currentEpoch: epoch,
-          restored: meta?.1 != nil))
+      var rebase: (last: Int64, lostFrom: Int64?) = (counted, nil)
+      if MutationOrder.startsPastGap(batch.mutations.first?.mutationID, lastProcessed: counted) {
+        let restoredAt = try await conn.all("SELECT restored_at FROM sync_meta WHERE id = 1", as: Int64?.self, logger: logger).first
+        rebase = MutationOrder.rebased(
+          firstMutationID: batch.mutations.first?.mutationID, lastProcessed: counted,
+          mayRebase: MutationOrder.mayRebase(
+            clientEpoch: try client.map { UInt32(truncatingIfNeeded: try $0["epoch"].decode(Int64.self)) },
+            currentEpoch: state.log.epoch, restored: restoredAt.flatMap { $0 } != nil))
+      }
       let first = rebase.last
       // Set-based: the replayed mutations' stored results and the records the new ones touch are
       // read in one statement each, and the results written in one, whatever the batch's size.
@@ -380,7 +382,7 @@ final class PostgresSyncStore: SyncStore {
         try await conn.run(
           """
           INSERT INTO sync_clients (client_id, account_id, last_mutation_id, created_at, updated_at, epoch)
-          VALUES (\(batch.clientID), \(batch.principal.accountID), \(last), \(PGTime.ms(batch.now)), \(PGTime.ms(batch.now)), \(Int64(epoch)))
+          VALUES (\(batch.clientID), \(batch.principal.accountID), \(last), \(PGTime.ms(batch.now)), \(PGTime.ms(batch.now)), \(Int64(state.log.epoch)))
           ON CONFLICT (client_id) DO UPDATE SET
             last_mutation_id = excluded.last_mutation_id, updated_at = excluded.updated_at, epoch = excluded.epoch
           """, logger: logger)

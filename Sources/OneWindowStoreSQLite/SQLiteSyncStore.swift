@@ -145,13 +145,15 @@ final class SQLiteSyncStore: SyncStore {
         throw StoreError.permissionDenied("client_id \(batch.clientID) belongs to another account; generate a new client id")
       }
       let first: Int64 = client?["last_mutation_id"] ?? 0
-      let meta = try Row.fetchOne(db, sql: "SELECT epoch, restored_at FROM sync_meta WHERE id = 1")
-      let epoch = UInt32(truncatingIfNeeded: meta?["epoch"] as Int64? ?? 0)
-      let rebase = MutationOrder.rebased(
-        firstMutationID: batch.mutations.first?.mutationID, lastProcessed: first,
-        mayRebase: MutationOrder.mayRebase(
-          clientEpoch: client.map { UInt32(truncatingIfNeeded: $0["epoch"] as Int64) }, currentEpoch: epoch,
-          restored: (meta?["restored_at"] as Int64?) != nil))
+      var rebase: (last: Int64, lostFrom: Int64?) = (first, nil)
+      if MutationOrder.startsPastGap(batch.mutations.first?.mutationID, lastProcessed: first) {
+        let meta = try Row.fetchOne(db, sql: "SELECT epoch, restored_at FROM sync_meta WHERE id = 1")
+        rebase = MutationOrder.rebased(
+          firstMutationID: batch.mutations.first?.mutationID, lastProcessed: first,
+          mayRebase: MutationOrder.mayRebase(
+            clientEpoch: client.map { UInt32(truncatingIfNeeded: $0["epoch"] as Int64) },
+            currentEpoch: UInt32(truncatingIfNeeded: meta?["epoch"] as Int64? ?? 0), restored: (meta?["restored_at"] as Int64?) != nil))
+      }
       var last = rebase.last
       var results: [MutationResult] = []
       var gap: Int64?
@@ -184,11 +186,12 @@ final class SQLiteSyncStore: SyncStore {
       if last != first || client == nil {
         try db.execute(
           sql: """
-            INSERT INTO sync_clients (client_id, account_id, last_mutation_id, created_at, updated_at, epoch) VALUES (?, ?, ?, ?, ?, ?)
+            INSERT INTO sync_clients (client_id, account_id, last_mutation_id, created_at, updated_at, epoch)
+            VALUES (?, ?, ?, ?, ?, (SELECT epoch FROM sync_meta WHERE id = 1))
             ON CONFLICT (client_id) DO UPDATE SET
               last_mutation_id = excluded.last_mutation_id, updated_at = excluded.updated_at, epoch = excluded.epoch
             """,
-          arguments: [batch.clientID, batch.principal.accountID, last, SQLTime.ms(batch.now), SQLTime.ms(batch.now), Int64(epoch)])
+          arguments: [batch.clientID, batch.principal.accountID, last, SQLTime.ms(batch.now), SQLTime.ms(batch.now)])
       }
       return PushOutcome(
         results: results, lastMutationID: last, gapExpected: gap, lostFrom: rebase.lostFrom, serverClock: state.clock.last)

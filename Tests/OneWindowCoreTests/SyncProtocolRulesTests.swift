@@ -22,6 +22,13 @@ import Testing
     #expect(MutationOrder.rebased(firstMutationID: 7, lastProcessed: 3, mayRebase: false) == (3, nil))
   }
 
+  @Test func onlyAPushThatSkipsAheadStartsPastAGap() {
+    #expect(MutationOrder.startsPastGap(5, lastProcessed: 3))
+    #expect(!MutationOrder.startsPastGap(4, lastProcessed: 3))
+    #expect(!MutationOrder.startsPastGap(2, lastProcessed: 3))
+    #expect(!MutationOrder.startsPastGap(nil, lastProcessed: 3))
+  }
+
   @Test func aNewEpochIsNeverTheOldOneOrZero() {
     for old in [UInt32(0), 1, .max] {
       for _ in 0..<100 {

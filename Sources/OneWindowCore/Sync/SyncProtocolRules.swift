@@ -20,8 +20,17 @@ public enum MutationOrder: Sendable, Equatable {
   /// first mutation is then taken as the next one instead of stopping at a gap that nobody can
   /// fill. Returns the last processed id to continue from, and the first id lost, if any.
   public static func rebased(firstMutationID: Int64?, lastProcessed: Int64, mayRebase: Bool) -> (last: Int64, lostFrom: Int64?) {
-    guard mayRebase, let first = firstMutationID, first > lastProcessed + 1 else { return (lastProcessed, nil) }
+    guard mayRebase, startsPastGap(firstMutationID, lastProcessed: lastProcessed), let first = firstMutationID else {
+      return (lastProcessed, nil)
+    }
     return (first - 1, lastProcessed + 1)
+  }
+
+  /// Whether a push's first mutation skips ahead: only then can a restore matter, so engines
+  /// look the restore up (`mayRebase`) for such pushes alone.
+  public static func startsPastGap(_ firstMutationID: Int64?, lastProcessed: Int64) -> Bool {
+    guard let first = firstMutationID else { return false }
+    return first > lastProcessed + 1
   }
 
   /// Whether a client may be rebased (above): only in a database restored from a backup

@@ -87,7 +87,7 @@ final class ConnectionLimiter: Sendable {
   @discardableResult
   func guardConnection(_ channel: any Channel) -> Bool {
     let address = channel.remoteAddress?.ipAddress ?? "unknown"
-    let proxy = IPAddress(channel.remoteAddress).map(trusted.contains) ?? false
+    let proxy = !trusted.isEmpty && (IPAddress(channel.remoteAddress).map(trusted.contains) ?? false)
     guard admit(address, perAddressCap: !proxy) == .admitted else {
       channel.close(promise: nil)
       return false
